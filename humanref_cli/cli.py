@@ -1,0 +1,136 @@
+"""The ``humanref`` command line: a thin adapter from options to stage functions.
+
+Imports here stay light (no torch) so ``humanref --help`` is fast; each command imports what it needs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from humanref_cli import __version__
+from humanref_cli.cli_common import (
+    ConfigOpt,
+    DebugOpt,
+    JsonOpt,
+    PresetOpt,
+    QuietOpt,
+    SeedOpt,
+    SetOpt,
+    WsArg,
+    emit,
+    handle_errors,
+    print_paths,
+)
+from humanref_cli.cli_models import models_app
+from humanref_cli.configs.stage_configs import resolve_config, stage_names
+from humanref_cli.workspace import Workspace
+
+app = typer.Typer(
+    name="humanref",
+    help="One photo of a person to a textured 3D human (HumanRef, CVPR 2024).\n\n"
+    "Each stage reads and writes one workspace directory, so any stage can be resumed or rerun alone: "
+    "prep -> coarse -> refine -> texture -> export, or `humanref run PHOTO WS` for all of them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+app.add_typer(models_app, name="models", help="Pretrained weights pinned in models.lock: list, pull, verify.")
+
+def _version_callback(value: bool) -> None:
+    if value:
+        print(f"humanref {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """humanref: single-image 3D human reconstruction."""
+
+
+# ----------------------------------------------------------------------------- synth
+@app.command()
+@handle_errors
+def synth(
+    out: Annotated[Path, typer.Argument(help="Folder to write the synthetic subject into.")],
+    seed: SeedOpt = 0,
+    res: Annotated[int, typer.Option("--res", min=64, max=2048, help="Image size in pixels.")] = 512,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Make a synthetic subject (Anny body, clothing-like texture) with exact ground truth.
+
+    Example: humanref synth out/s3 --seed 3 && humanref prep out/s3/image.png ws3/
+    """
+    from humanref_cli.synth.subject import make_subject
+
+    result = make_subject(out, seed=seed, res=res)
+    emit(result, as_json, print_paths)
+
+
+# ----------------------------------------------------------------------------- status
+@app.command()
+@handle_errors
+def status(ws: WsArg, as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """Show each stage's status, freshness, progress, time and checkpoint.
+
+    Example: humanref status ws/ --json
+    """
+    from humanref_cli.status import stage_table, print_table
+
+    table = stage_table(Workspace(ws))
+    emit(table, as_json, print_table)
+
+
+# ----------------------------------------------------------------------------- config
+@app.command("config")
+@handle_errors
+def show_config(
+    stage: Annotated[str, typer.Argument(help="prep, coarse, refine, texture or export.")],
+    preset: PresetOpt = "auto",
+    set_: SetOpt = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Print a stage's resolved configuration: every key, its value and what it means.
+
+    Example: humanref config refine --preset fast --set steps=2000
+    """
+    from humanref_cli.configs.base import describe, to_dict
+
+    cfg = resolve_config(stage, preset, set_ or [], config)
+    if as_json:
+        emit(to_dict(cfg), True)
+        return
+    for key, value, help_text in describe(cfg):
+        sys.stdout.write(f"{key} = {value}" + (f"    # {help_text}" if help_text else "") + "\n")
+
+
+@app.command("stages", hidden=True)
+def _stages() -> None:
+    print(" ".join(stage_names()))
+
+
+from humanref_cli import cli_stages  # noqa: E402  (stage commands live there to keep this file short)
+
+for _command in (cli_stages.prep, cli_stages.coarse, cli_stages.refine, cli_stages.texture, cli_stages.export,
+                 cli_stages.run, cli_stages.evaluate):
+    app.command(name=_command.__name__ if _command is not cli_stages.evaluate else "eval")(_command)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Config overrides: types, unknown keys with suggestions, TOML files, semantic key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from humanref_cli.configs.base import (
+    apply_overrides,
+    config_hash,
+    load_toml_overrides,
+    parse_set_options,
+    semantic_dict,
+)
+from humanref_cli.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Inner:
+    mode: Literal["none", "sds", "refsds"] = "refsds"
+    strategy: Literal[0, 1, 2, 3] = 0
+    weight: float = 1e-3
+
+
+@dataclass(frozen=True)
+class Outer:
+    steps: int = 3000
+    res: tuple[int, ...] = (64, 128, 256)
+    use_mask: bool = True
+    name: str | None = None
+    guidance: Inner = field(default_factory=Inner)
+    preview_every: int = field(default=100, metadata={"semantic": False})
+
+
+def test_overrides_are_typed_and_nested():
+    cfg = apply_overrides(Outer(), {"steps": "1e3", "res": "32,64", "use_mask": "off",
+                                    "guidance.strategy": "2", "guidance.mode": "sds", "name": "none",
+                                    "coarse.guidance.weight": "0.5"}, "coarse")
+    assert cfg.steps == 1000 and cfg.res == (32, 64) and cfg.use_mask is False and cfg.name is None
+    assert cfg.guidance == Inner(mode="sds", strategy=2, weight=0.5)
+
+
+@pytest.mark.parametrize(
+    "key,value,message",
+    [("steps", "12.5", "integer"), ("use_mask", "maybe", "true/false"), ("guidance.mode", "dds", "one of"),
+     ("guidance.strategy", "7", "one of"), ("guidance.weight", "abc", "number")],
+)
+def test_bad_values_are_usage_errors(key, value, message):
+    with pytest.raises(UsageError, match=message) as e:
+        apply_overrides(Outer(), {key: value}, "coarse")
+    assert e.value.exit_code == 2
+
+
+def test_unknown_key_suggests_closest():
+    with pytest.raises(UsageError) as e:
+        apply_overrides(Outer(), {"stpes": "3"}, "coarse")
+    assert "unknown config key 'stpes'" in e.value.message and "steps" in e.value.hint
+    with pytest.raises(UsageError) as e:
+        apply_overrides(Outer(), {"weight": "3"}, "coarse")
+    assert "guidance.weight" in e.value.hint
+
+
+def test_set_parsing_and_toml(tmp_path):
+    assert parse_set_options(["a.b=1", "c = x=y"]) == {"a.b": "1", "c": "x=y"}
+    with pytest.raises(UsageError, match="key=value"):
+        parse_set_options(["novalue"])
+    f = tmp_path / "c.toml"
+    f.write_text('[coarse]\nsteps = 10\n[coarse.guidance]\nmode = "none"\n[refine]\nsteps = 99\n')
+    over = load_toml_overrides(f, "coarse", ("coarse", "refine"))
+    assert over == {"steps": 10, "guidance.mode": "none"}
+    assert apply_overrides(Outer(), over, "coarse").guidance.mode == "none"
+    flat = tmp_path / "flat.toml"
+    flat.write_text("steps = 5\n")
+    assert load_toml_overrides(flat, "coarse", ("coarse", "refine")) == {"steps": 5}
+    bad = tmp_path / "bad.toml"
+    bad.write_text("steps = = 5\n")
+    with pytest.raises(UsageError, match="not valid TOML"):
+        load_toml_overrides(bad, "coarse", ("coarse",))
+
+
+def test_semantic_dict_drops_non_semantic_fields():
+    assert "preview_every" not in semantic_dict(Outer())
+    assert config_hash(Outer()) == config_hash(Outer(preview_every=1))
+    assert config_hash(Outer()) != config_hash(Outer(steps=1))
