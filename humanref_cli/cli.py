@@ -41,6 +41,7 @@ app = typer.Typer(
 )
 app.add_typer(models_app, name="models", help="Pretrained weights pinned in models.lock: list, pull, verify.")
 
+
 def _version_callback(value: bool) -> None:
     if value:
         print(f"humanref {__version__}")
@@ -85,7 +86,7 @@ def status(ws: WsArg, as_json: JsonOpt = False, debug: DebugOpt = False) -> None
 
     Example: humanref status ws/ --json
     """
-    from humanref_cli.status import stage_table, print_table
+    from humanref_cli.status import print_table, stage_table
 
     table = stage_table(Workspace(ws))
     emit(table, as_json, print_table)
@@ -123,8 +124,15 @@ def _stages() -> None:
 
 from humanref_cli import cli_stages  # noqa: E402  (stage commands live there to keep this file short)
 
-for _command in (cli_stages.prep, cli_stages.coarse, cli_stages.refine, cli_stages.texture, cli_stages.export,
-                 cli_stages.run, cli_stages.evaluate):
+for _command in (
+    cli_stages.prep,
+    cli_stages.coarse,
+    cli_stages.refine,
+    cli_stages.texture,
+    cli_stages.export,
+    cli_stages.run,
+    cli_stages.evaluate,
+):
     app.command(name=_command.__name__ if _command is not cli_stages.evaluate else "eval")(_command)
 
 

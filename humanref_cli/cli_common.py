@@ -49,8 +49,10 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as e:  # the only place an unexpected error is caught
             if debug:
                 traceback.print_exc()
-            print_error(f"internal error: {type(e).__name__}: {e}",
-                        None if debug else "rerun with --debug for the traceback, and report it")
+            print_error(
+                f"internal error: {type(e).__name__}: {e}",
+                None if debug else "rerun with --debug for the traceback, and report it",
+            )
             raise typer.Exit(1) from None
 
     return wrapper
@@ -87,7 +89,11 @@ SetOpt = Annotated[
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML file with config overrides.")]
 ModelsDirOpt = Annotated[
     Path | None,
-    typer.Option("--models-dir", envvar="HUMANREF_MODELS", help="Folder of pulled models (else the HF cache)."),
+    typer.Option(
+        "--models-dir",
+        envvar="HUMANREF_MODELS",
+        help="Folder of pulled models (default ~/.cache/humanref/models; the HF cache too).",
+    ),
 ]
 
 
@@ -102,5 +108,3 @@ def print_paths(result: dict[str, Any]) -> None:
         if isinstance(value, dict | list):
             continue
         sys.stdout.write(f"{key}: {value}\n")
-
-

@@ -36,12 +36,20 @@ GuidanceOpt = Annotated[
     str | None, typer.Option("--guidance", help="none, sds or refsds (default: refsds when SD is present).")
 ]
 StrategyOpt = Annotated[
-    int | None, typer.Option("--strategy", min=0, max=3, help="Region-aware attention strategy 0-3 (0 default).")
+    int | None,
+    typer.Option("--strategy", min=0, max=3, help="Region-aware attention strategy 0-3 (0 default)."),
 ]
 RequireGuidanceOpt = Annotated[
     bool, typer.Option("--require-guidance", help="Exit 5 instead of running without the diffusion model.")
 ]
 StepsOpt = Annotated[int | None, typer.Option("--steps", min=1, help="Number of optimisation steps.")]
+
+
+def _models_dir(option: Path | None) -> Path:
+    """``--models-dir`` > ``HUMANREF_MODELS`` > ``~/.cache/humanref/models`` (where pull installs)."""
+    from humanref_cli.models.store import resolve_models_dir
+
+    return resolve_models_dir(option)
 
 
 def _guidance_sets(sets: list[str], guidance: str | None, strategy: int | None, require: bool) -> list[str]:
@@ -61,8 +69,12 @@ def prep(
     ws: WsArg,
     res: Annotated[int | None, typer.Option("--res", min=64, max=2048, help="Crop size (512).")] = None,
     mask: Annotated[Path | None, typer.Option("--mask", help="Silhouette image (white = person).")] = None,
-    person: Annotated[int | None, typer.Option("--person", min=0, help="Which person, largest first.")] = None,
-    allow_partial: Annotated[bool, typer.Option("--allow-partial", help="Accept a photo without legs.")] = False,
+    person: Annotated[
+        int | None, typer.Option("--person", min=0, help="Which person, largest first.")
+    ] = None,
+    allow_partial: Annotated[
+        bool, typer.Option("--allow-partial", help="Accept a photo without legs.")
+    ] = False,
     prompt: Annotated[str | None, typer.Option("--prompt", help="Text prompt (else caption).")] = None,
     preset: PresetOpt = "auto",
     set_: SetOpt = None,
@@ -85,13 +97,39 @@ def prep(
     cfg = resolve_config("prep", preset, sets, config)
     rt = make_runtime(device, seed, quiet)
     rt.seed_everything()
-    result = run_prep(Workspace(ws), photo, cfg, rt, force=force, mask=mask, person=person,
-                      allow_partial=allow_partial, prompt=prompt, models_dir=models_dir)
+    result = run_prep(
+        Workspace(ws),
+        photo,
+        cfg,
+        rt,
+        force=force,
+        mask=mask,
+        person=person,
+        allow_partial=allow_partial,
+        prompt=prompt,
+        models_dir=_models_dir(models_dir),
+    )
     emit(result, as_json, print_paths)
 
 
-def _optim_command(stage: str, ws, preset, set_, config, steps, guidance, strategy, require_guidance, force,
-                   models_dir, device, seed, quiet, as_json, extra_sets=()):
+def _optim_command(
+    stage: str,
+    ws,
+    preset,
+    set_,
+    config,
+    steps,
+    guidance,
+    strategy,
+    require_guidance,
+    force,
+    models_dir,
+    device,
+    seed,
+    quiet,
+    as_json,
+    extra_sets=(),
+):
     sets = _guidance_sets(list(set_ or []) + list(extra_sets), guidance, strategy, require_guidance)
     if steps is not None:
         sets.append(f"steps={steps}")
@@ -102,7 +140,7 @@ def _optim_command(stage: str, ws, preset, set_, config, steps, guidance, strate
         from humanref_cli.stages.coarse import run_coarse as run_stage
     else:
         from humanref_cli.stages.refine import run_refine as run_stage
-    result = run_stage(Workspace(ws), cfg, rt, force=force, models_dir=models_dir)
+    result = run_stage(Workspace(ws), cfg, rt, force=force, models_dir=_models_dir(models_dir))
     emit(result, as_json, print_paths)
 
 
@@ -128,14 +166,31 @@ def coarse(
 
     Example: humanref coarse ws/ --preset fast
     """
-    _optim_command("coarse", ws, preset, set_, config, steps, guidance, strategy, require_guidance, force,
-                   models_dir, device, seed, quiet, as_json)
+    _optim_command(
+        "coarse",
+        ws,
+        preset,
+        set_,
+        config,
+        steps,
+        guidance,
+        strategy,
+        require_guidance,
+        force,
+        models_dir,
+        device,
+        seed,
+        quiet,
+        as_json,
+    )
 
 
 @handle_errors
 def refine(
     ws: WsArg,
-    res: Annotated[int | None, typer.Option("--res", min=32, max=1024, help="Render resolution (512).")] = None,
+    res: Annotated[
+        int | None, typer.Option("--res", min=32, max=1024, help="Render resolution (512).")
+    ] = None,
     preset: PresetOpt = "auto",
     steps: StepsOpt = None,
     guidance: GuidanceOpt = None,
@@ -156,8 +211,24 @@ def refine(
     Example: humanref refine ws/ --res 512
     """
     extra = [f"res={res}"] if res is not None else []
-    _optim_command("refine", ws, preset, set_, config, steps, guidance, strategy, require_guidance, force,
-                   models_dir, device, seed, quiet, as_json, extra_sets=extra)
+    _optim_command(
+        "refine",
+        ws,
+        preset,
+        set_,
+        config,
+        steps,
+        guidance,
+        strategy,
+        require_guidance,
+        force,
+        models_dir,
+        device,
+        seed,
+        quiet,
+        as_json,
+        extra_sets=extra,
+    )
 
 
 @handle_errors
@@ -183,14 +254,20 @@ def texture(
     cfg = resolve_config("texture", preset, list(set_ or []), config)
     rt = make_runtime(device, seed, quiet)
     rt.seed_everything()
-    emit(run_texture(Workspace(ws), cfg, rt, force=force, models_dir=models_dir), as_json, print_paths)
+    emit(
+        run_texture(Workspace(ws), cfg, rt, force=force, models_dir=_models_dir(models_dir)),
+        as_json,
+        print_paths,
+    )
 
 
 @handle_errors
 def export(
     ws: WsArg,
     format_: Annotated[str | None, typer.Option("--format", help="Comma list of glb,obj,ply.")] = None,
-    faces: Annotated[int | None, typer.Option("--faces", min=100, help="Decimate to this many faces.")] = None,
+    faces: Annotated[
+        int | None, typer.Option("--faces", min=100, help="Decimate to this many faces.")
+    ] = None,
     preset: PresetOpt = "auto",
     set_: SetOpt = None,
     config: ConfigOpt = None,
@@ -231,7 +308,9 @@ def run(
     require_guidance: RequireGuidanceOpt = False,
     prompt: Annotated[str | None, typer.Option("--prompt", help="Text prompt (else caption).")] = None,
     mask: Annotated[Path | None, typer.Option("--mask", help="Silhouette image (white = person).")] = None,
-    allow_partial: Annotated[bool, typer.Option("--allow-partial", help="Accept a photo without legs.")] = False,
+    allow_partial: Annotated[
+        bool, typer.Option("--allow-partial", help="Accept a photo without legs.")
+    ] = False,
     force: ForceOpt = False,
     models_dir: ModelsDirOpt = None,
     device: DeviceOpt = "auto",
@@ -248,9 +327,19 @@ def run(
     from humanref_cli.stages.pipeline import PipelineOptions, run_pipeline
 
     opts = PipelineOptions(
-        photo=photo, preset=preset, sets=list(set_ or []), config=config, until=until, from_stage=from_,
-        guidance=guidance, require_guidance=require_guidance, prompt=prompt, mask=mask,
-        allow_partial=allow_partial, force=force, models_dir=models_dir,
+        photo=photo,
+        preset=preset,
+        sets=list(set_ or []),
+        config=config,
+        until=until,
+        from_stage=from_,
+        guidance=guidance,
+        require_guidance=require_guidance,
+        prompt=prompt,
+        mask=mask,
+        allow_partial=allow_partial,
+        force=force,
+        models_dir=_models_dir(models_dir),
     )
     rt = make_runtime(device, seed, quiet)
     emit(run_pipeline(Workspace(ws), opts, rt), as_json, print_paths)

@@ -1,0 +1,90 @@
+"""CLI behaviour: fast --help, exit codes, stdout/stderr split, status on new and broken workspaces."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from humanref_cli.cli import app
+from humanref_cli.io import write_json
+
+runner = CliRunner()
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; from humanref_cli.cli import app; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_help_lists_every_command():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in (
+        "prep",
+        "coarse",
+        "refine",
+        "texture",
+        "export",
+        "run",
+        "status",
+        "models",
+        "synth",
+        "eval",
+        "config",
+    ):
+        assert command in result.stdout
+
+
+def test_status_of_new_workspace(tmp_path):
+    result = runner.invoke(app, ["status", str(tmp_path / "ws"), "--json"])
+    assert result.exit_code == 0, result.output
+    table = json.loads(result.stdout)
+    assert [r["stage"] for r in table["stages"]] == ["prep", "coarse", "refine", "texture", "export"]
+    assert all(r["status"] == "not run" and not r["fresh"] for r in table["stages"])
+    human = runner.invoke(app, ["status", str(tmp_path / "ws")])
+    assert human.exit_code == 0 and "not run" in human.stdout
+
+
+def test_status_refuses_foreign_manifest_with_exit_4(tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    write_json(ws / "manifest.json", {"something": "else"})
+    result = runner.invoke(app, ["status", str(ws)])
+    assert result.exit_code == 4
+    assert "not written by humanref" in result.stderr and result.stdout == ""
+    assert "Traceback" not in result.output
+
+
+def test_stage_before_prep_exits_3(tmp_path):
+    result = runner.invoke(app, ["coarse", str(tmp_path / "ws"), "--device", "cpu"])
+    assert result.exit_code == 3, result.output
+    assert "prep" in result.stderr and "hint:" in result.stderr
+
+
+def test_unknown_set_key_exits_2_with_suggestion(tmp_path):
+    result = runner.invoke(app, ["config", "coarse", "--preset", "cpu", "--set", "stepz=5"])
+    assert result.exit_code == 2
+    assert "unknown config key 'stepz'" in result.stderr and "steps" in result.stderr
+    ok = runner.invoke(app, ["config", "coarse", "--preset", "cpu", "--set", "steps=7", "--json"])
+    assert ok.exit_code == 0 and json.loads(ok.stdout)["steps"] == 7
+
+
+def test_bad_preset_and_device(tmp_path):
+    result = runner.invoke(app, ["config", "refine", "--preset", "huge"])
+    assert result.exit_code == 2 and "unknown preset" in result.stderr
+
+
+def test_installed_executable_runs(tmp_path):
+    exe = shutil.which("humanref") or str(Path(sys.executable).parent / "humanref")
+    assert os.path.exists(exe), "the console script is not installed (pip install -e .)"
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout.startswith("humanref ")
+    status = subprocess.run([exe, "status", str(tmp_path / "ws"), "--json"], capture_output=True, text=True)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["exists"] is False
