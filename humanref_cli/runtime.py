@@ -30,7 +30,9 @@ def resolve_device(name: str):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for but no CUDA device is available", hint="use --device cpu")
+        raise UsageError(
+            "--device cuda was asked for but no CUDA device is available", hint="use --device cpu"
+        )
     if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
         raise UsageError(f"unknown device {name!r}", hint="use auto, cpu or cuda")
     return torch.device(name)
@@ -99,7 +101,9 @@ class Runtime:
             if self.interrupted:
                 raise KeyboardInterrupt
             self.interrupted = True
-            self.console.print("\ninterrupt: finishing the step and writing a checkpoint (Ctrl-C again to abort)")
+            self.console.print(
+                "\ninterrupt: finishing the step and writing a checkpoint (Ctrl-C again to abort)"
+            )
 
         try:
             previous = signal.signal(signal.SIGINT, handler)
@@ -134,12 +138,18 @@ class Progress:
             from rich.progress import Progress as RichProgress
 
             self._bar = RichProgress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                TextColumn("{task.fields[scalars]}"), console=self.rt.console, transient=False,
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[scalars]}"),
+                console=self.rt.console,
+                transient=False,
             )
             self._bar.start()
-            self._task = self._bar.add_task(self.description, total=self.total, completed=self.start_step,
-                                            scalars="")
+            self._task = self._bar.add_task(
+                self.description, total=self.total, completed=self.start_step, scalars=""
+            )
         return self
 
     def __exit__(self, *exc) -> None:

@@ -17,8 +17,18 @@ def stage_table(ws: Workspace) -> dict[str, Any]:
         rec = manifest["stages"].get(stage)
         up = UPSTREAM[stage]
         if rec is None:
-            rows.append({"stage": stage, "status": "not run", "fresh": False, "reason": "not run", "step": None,
-                         "steps": None, "seconds": None, "checkpoint": None})
+            rows.append(
+                {
+                    "stage": stage,
+                    "status": "not run",
+                    "fresh": False,
+                    "reason": "not run",
+                    "step": None,
+                    "steps": None,
+                    "seconds": None,
+                    "checkpoint": None,
+                }
+            )
             fresh_so_far[stage] = False
             continue
         status = rec.get("status", "unknown")
@@ -28,11 +38,19 @@ def stage_table(ws: Workspace) -> dict[str, Any]:
         if ok and up is not None and not fresh_so_far.get(up, False):
             ok, reason = False, f"upstream {up} is not fresh"
         ckpt = ws.stage_dir(stage) / "ckpt" / "last.pt"
-        rows.append({
-            "stage": stage, "status": status, "fresh": ok, "reason": reason, "step": rec.get("step"),
-            "steps": rec.get("steps"), "seconds": rec.get("seconds"),
-            "checkpoint": ws.rel(ckpt) if ckpt.exists() else None, "error": rec.get("error"),
-        })
+        rows.append(
+            {
+                "stage": stage,
+                "status": status,
+                "fresh": ok,
+                "reason": reason,
+                "step": rec.get("step"),
+                "steps": rec.get("steps"),
+                "seconds": rec.get("seconds"),
+                "checkpoint": ws.rel(ckpt) if ckpt.exists() else None,
+                "error": rec.get("error"),
+            }
+        )
         fresh_so_far[stage] = ok
     return {"workspace": str(ws.root), "exists": ws.exists(), "stages": rows}
 

@@ -74,7 +74,9 @@ class Workspace:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).expanduser().absolute()
         if self.root.exists() and not self.root.is_dir():
-            raise UsageError(f"workspace {self.root} is a file, not a directory", hint="pass a directory path")
+            raise UsageError(
+                f"workspace {self.root} is a file, not a directory", hint="pass a directory path"
+            )
         self.manifest_path = self.root / "manifest.json"
         self.lock_path = self.root / ".lock"
         self._lock_depth = 0
@@ -86,8 +88,13 @@ class Workspace:
     def load_manifest(self) -> dict[str, Any]:
         """The manifest, or a fresh empty one. Refuses corrupt, foreign and newer manifests (exit 4)."""
         if not self.manifest_path.exists():
-            return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "tool": "humanref",
-                    "created": _now(), "stages": {}}
+            return {
+                "schema": SCHEMA,
+                "schema_version": SCHEMA_VERSION,
+                "tool": "humanref",
+                "created": _now(),
+                "stages": {},
+            }
         try:
             data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -186,12 +193,19 @@ class Workspace:
         ok, reason = self.integrity(stage)
         if not ok:
             cmd = f"humanref {stage} {self.root}" if stage != "prep" else f"humanref prep PHOTO {self.root}"
-            raise UpstreamError(f"stage '{stage}' is not ready in {self.root} ({reason})", hint=f"run `{cmd}`")
+            raise UpstreamError(
+                f"stage '{stage}' is not ready in {self.root} ({reason})", hint=f"run `{cmd}`"
+            )
 
     def summary(self, stage: str) -> dict[str, Any]:
         rec = self.record(stage) or {}
-        return {"stage": stage, "status": rec.get("status"), "up_to_date": True,
-                "outputs": sorted(rec.get("outputs", {})), "notes": rec.get("notes", {})}
+        return {
+            "stage": stage,
+            "status": rec.get("status"),
+            "up_to_date": True,
+            "outputs": sorted(rec.get("outputs", {})),
+            "notes": rec.get("notes", {}),
+        }
 
     # ----------------------------------------------------------------- lock
     @contextlib.contextmanager
@@ -380,5 +394,7 @@ class StageRun:
         else:
             self.record.pop("error", None)
         if status == "done":
-            self.record["outputs"] = {self.ws.rel(p): sha256_file(p) for p in self.outputs if Path(p).exists()}
+            self.record["outputs"] = {
+                self.ws.rel(p): sha256_file(p) for p in self.outputs if Path(p).exists()
+            }
         self._flush()

@@ -35,17 +35,32 @@ class Outer:
 
 
 def test_overrides_are_typed_and_nested():
-    cfg = apply_overrides(Outer(), {"steps": "1e3", "res": "32,64", "use_mask": "off",
-                                    "guidance.strategy": "2", "guidance.mode": "sds", "name": "none",
-                                    "coarse.guidance.weight": "0.5"}, "coarse")
+    cfg = apply_overrides(
+        Outer(),
+        {
+            "steps": "1e3",
+            "res": "32,64",
+            "use_mask": "off",
+            "guidance.strategy": "2",
+            "guidance.mode": "sds",
+            "name": "none",
+            "coarse.guidance.weight": "0.5",
+        },
+        "coarse",
+    )
     assert cfg.steps == 1000 and cfg.res == (32, 64) and cfg.use_mask is False and cfg.name is None
     assert cfg.guidance == Inner(mode="sds", strategy=2, weight=0.5)
 
 
 @pytest.mark.parametrize(
     "key,value,message",
-    [("steps", "12.5", "integer"), ("use_mask", "maybe", "true/false"), ("guidance.mode", "dds", "one of"),
-     ("guidance.strategy", "7", "one of"), ("guidance.weight", "abc", "number")],
+    [
+        ("steps", "12.5", "integer"),
+        ("use_mask", "maybe", "true/false"),
+        ("guidance.mode", "dds", "one of"),
+        ("guidance.strategy", "7", "one of"),
+        ("guidance.weight", "abc", "number"),
+    ],
 )
 def test_bad_values_are_usage_errors(key, value, message):
     with pytest.raises(UsageError, match=message) as e:

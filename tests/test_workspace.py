@@ -117,11 +117,26 @@ def test_resume_only_with_same_key(tmp_path):
     (ws.root / "coarse" / "ckpt" / "last.pt").write_bytes(b"ckpt")
     ws.update_record("coarse", status="interrupted")
     with pytest.raises(WorkspaceConflict, match="other settings"):
-        with ws.stage("coarse", key=ws.stage_key("coarse", other, [], {}), cfg=other, inputs=[], models={},
-                      steps=3, rt=_rt()):
+        with ws.stage(
+            "coarse",
+            key=ws.stage_key("coarse", other, [], {}),
+            cfg=other,
+            inputs=[],
+            models={},
+            steps=3,
+            rt=_rt(),
+        ):
             pass
-    with ws.stage("coarse", key=ws.stage_key("coarse", other, [], {}), cfg=other, inputs=[], models={},
-                  steps=3, rt=_rt(), force=True) as run:
+    with ws.stage(
+        "coarse",
+        key=ws.stage_key("coarse", other, [], {}),
+        cfg=other,
+        inputs=[],
+        models={},
+        steps=3,
+        rt=_rt(),
+        force=True,
+    ) as run:
         assert run.resume_checkpoint() is None
         assert not (run.dir / "ckpt" / "last.pt").exists()
 

@@ -11,11 +11,12 @@ import dataclasses
 import difflib
 import hashlib
 import json
-import tomllib
 import types
 import typing
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from humanref_cli.errors import UsageError
 

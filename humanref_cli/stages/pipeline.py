@@ -72,8 +72,9 @@ def run_pipeline(ws: Workspace, opts: PipelineOptions, rt: Any) -> dict[str, Any
         guidance_sets.append("guidance.require_guidance=true")
     # Resolve every config first: a bad key fails before hours of work, not after.
     configs = {
-        s: resolve_config(s, opts.preset, per_stage[s] + (guidance_sets if s in ("coarse", "refine") else []),
-                          opts.config)
+        s: resolve_config(
+            s, opts.preset, per_stage[s] + (guidance_sets if s in ("coarse", "refine") else []), opts.config
+        )
         for s in stages
     }
     results: dict[str, Any] = {}
@@ -95,8 +96,18 @@ def _run_stage(stage: str, ws: Workspace, cfg: Any, rt: Any, force: bool, opts: 
     if stage == "prep":
         from humanref_cli.stages.prep import run_prep
 
-        return run_prep(ws, opts.photo, cfg, rt, force=force, mask=opts.mask, person=None,
-                        allow_partial=opts.allow_partial, prompt=opts.prompt, models_dir=opts.models_dir)
+        return run_prep(
+            ws,
+            opts.photo,
+            cfg,
+            rt,
+            force=force,
+            mask=opts.mask,
+            person=None,
+            allow_partial=opts.allow_partial,
+            prompt=opts.prompt,
+            models_dir=opts.models_dir,
+        )
     if stage == "coarse":
         from humanref_cli.stages.coarse import run_coarse
 
