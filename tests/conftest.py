@@ -12,7 +12,7 @@ _ISOLATED = tempfile.mkdtemp(prefix="humanref-test-env-")
 os.environ["HF_HUB_CACHE"] = os.path.join(_ISOLATED, "hf-cache")
 os.environ["HF_HOME"] = os.path.join(_ISOLATED, "hf-home")
 os.environ["HUMANREF_MODELS"] = os.path.join(_ISOLATED, "models")
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # small tensors: threads only contend
 
 
 @pytest.fixture(scope="session")
