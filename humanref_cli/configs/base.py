@@ -61,7 +61,7 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
     if origin in (tuple, list):
         items = value
         if isinstance(value, str):
-            items = [v for v in value.strip("[]() ").split(",") if v.strip()]
+            items = [v.strip() for v in value.strip("[]() ").split(",") if v.strip()]
         if not isinstance(items, list | tuple):
             raise UsageError(f"{key} expects a list, got {value!r}")
         if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
