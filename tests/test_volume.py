@@ -1,0 +1,201 @@
+"""Volume renderer: analytic sphere against closed forms, compositing maths, chunking, occupancy."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+import trimesh
+from torch import nn
+
+from humanref_cli.geometry.body_sdf import BodyPriorSDF
+from humanref_cli.geometry.field import FieldConfig, HumanField, laplace_density
+from humanref_cli.geometry.hashgrid import HashGridConfig
+from humanref_cli.render.camera import camera_to_world, orthographic_rays, world_to_pixel
+from humanref_cli.render.occupancy import OccupancyGrid
+from humanref_cli.render.volume import exclusive_transmittance, march_rays, render_view, render_weights
+
+
+class SphereField(nn.Module):
+    """Analytic sphere with the renderer-facing interface of HumanField; colour = (x + 1) / 2."""
+
+    def __init__(self, centre=(0.0, 0.1, -0.05), radius=0.6, inv_std=1000.0):
+        super().__init__()
+        self.cfg = SimpleNamespace(bound=1.0)
+        self.centre = torch.tensor(centre)
+        self.radius = nn.Parameter(torch.tensor(radius))
+        self.theta = nn.Parameter(torch.tensor(math.log(inv_std) / 10))
+
+    def sdf(self, x):
+        return (x - self.centre).norm(dim=-1, keepdim=True) - self.radius
+
+    def sdf_and_features(self, x):
+        s = self.sdf(x)
+        return s, s.detach(), x
+
+    def color_from_features(self, feat):
+        return ((feat + 1) / 2).clamp(0, 1)
+
+    def normal(self, x, sdf=None):
+        return nn.functional.normalize(x - self.centre, dim=-1), self.sdf(x) if sdf is None else sdf
+
+    def inv_std(self):
+        return torch.exp(self.theta * 10).clamp(1e-6, 1e6)
+
+    def density(self, sdf, inv_std=None):
+        return laplace_density(sdf, self.inv_std() if inv_std is None else inv_std)
+
+
+def tiny_field(seed=0) -> HumanField:
+    torch.manual_seed(seed)
+    mesh = trimesh.creation.icosphere(subdivisions=2, radius=0.5)
+    prior = BodyPriorSDF.from_mesh(mesh.vertices, mesh.faces, resolution=24)
+    cfg = FieldConfig(
+        grid=HashGridConfig(n_levels=4, log2_table=12, base_res=8, per_level_scale=1.6), sdf_levels=2
+    )
+    field = HumanField(cfg, prior)
+    with torch.no_grad():
+        field.encoding.params.uniform_(-0.05, 0.05)  # a visible offset, so gradients are non-trivial
+    return field
+
+
+@pytest.mark.parametrize("azimuth", [0.0, 90.0, 200.0])
+def test_sphere_silhouette_normals_depth_colour(azimuth):
+    field = SphereField()
+    res, r = 48, 0.6
+    c2w = camera_to_world(azimuth, 0.0, 1.0)
+    bg = torch.tensor([0.2, 0.3, 0.4])
+    with torch.no_grad():
+        out = render_view(field, c2w, res, res, bg)
+    origins, dirs = orthographic_rays(c2w, res, res)
+    # closed form: distance of each ray (pixel centre) from the sphere centre, first hit along the ray
+    rel = field.centre - origins
+    along = (rel * dirs).sum(-1)
+    rho = (rel - along[..., None] * dirs).norm(dim=-1)
+    px = 2 / res
+    inside, outside = rho < r - 1.5 * px, rho > r + 1.5 * px
+    assert (out["opacity"][..., 0][inside] > 0.99).all()
+    assert (out["opacity"][..., 0][outside] < 0.01).all()
+    torch.testing.assert_close(out["rgb"][outside], bg.expand(int(outside.sum()), 3))
+    core = rho < 0.8 * r
+    t_hit = along - torch.sqrt((r**2 - rho**2).clamp_min(0))
+    hit = origins + t_hit[..., None] * dirs
+    n_true = (hit - field.centre) / r
+    cos = (out["normal_unit"] * n_true).sum(-1)[core]
+    assert cos.min() > 0.995
+    torch.testing.assert_close(out["normal"][core], out["normal_unit"][core] * out["opacity"][core])
+    assert (out["normal"][outside].abs() < 0.01).all()
+    assert (out["depth"][..., 0][core] - t_hit[core]).abs().max() < 0.01
+    assert ((out["rgb"] - (hit + 1) / 2)[core].abs().max()) < 0.01
+    # the silhouette is centred where camera.world_to_pixel puts the sphere centre
+    uv, _ = world_to_pixel(field.centre[None], c2w, res, res)
+    cols = torch.arange(res) + 0.5
+    mask = out["opacity"][..., 0] > 0.5
+    centroid_u = (mask.float().sum(0) * cols).sum() / mask.sum()
+    assert abs(float(centroid_u - uv[0, 0])) < 0.5
+
+
+def test_weights_match_hand_computation():
+    alpha = torch.tensor([0.5, 0.5, 0.2, 1.0, 0.3, 0.1])
+    rays = torch.tensor([0, 0, 1, 2, 2, 2])
+    expected = torch.tensor([0.5, 0.25, 0.2, 1.0, 0.0, 0.0])
+    torch.testing.assert_close(render_weights(alpha, rays), expected, atol=1e-9, rtol=0)
+    torch.testing.assert_close(exclusive_transmittance(alpha, rays)[:3], torch.tensor([1.0, 0.5, 1.0]))
+
+
+def test_weights_match_loop_on_random_alphas():
+    torch.manual_seed(0)
+    counts = torch.randint(0, 40, (50,))
+    rays = torch.repeat_interleave(torch.arange(50), counts)
+    alpha = torch.rand(len(rays)) ** 3
+    w = render_weights(alpha, rays)
+    expected = []
+    for ray in range(50):
+        trans = 1.0
+        for a in alpha[rays == ray].tolist():
+            expected.append(a * trans)
+            trans *= 1 - a
+    torch.testing.assert_close(w, torch.tensor(expected), atol=1e-6, rtol=1e-5)
+
+
+def test_march_rays_bounds_and_stratified():
+    origins = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.9, 0.9], [3.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
+    dirs = torch.tensor([[-1.0, 0, 0], [-1.0, 0, 0], [-1.0, 0, 0], [-1.0, 0, 0]])
+    dt = 0.05
+    g = torch.Generator().manual_seed(0)
+    for stratified in (False, True):
+        rays, t = march_rays(origins, dirs, step_size=dt, max_samples=512, stratified=stratified, generator=g)
+        counts = torch.bincount(rays, minlength=4)
+        assert counts.tolist()[:2] == [40, 40] or stratified  # box depth 2 from the origin plane x = 1
+        assert counts[3] == 0  # misses the box
+        near = torch.tensor([0.0, 0.0, 2.0, 0.0])[rays]
+        assert ((t - near) >= 0.5 * dt - 1e-6).all() and ((t - near) <= 2 - 0.5 * dt + 1e-6).all()
+    _, t = march_rays(origins[:1], dirs[:1], step_size=dt, max_samples=7)
+    assert len(t) == 7
+
+
+def test_chunked_equals_unchunked_with_gradients():
+    field = tiny_field()
+    c2w = camera_to_world(30.0, 10.0, 1.0)
+    bg = torch.tensor([1.0, 0.5, 0.0])
+
+    def run(**kw):
+        field.zero_grad(set_to_none=True)
+        g = torch.Generator().manual_seed(5)
+        out = render_view(field, c2w, 12, 12, bg, stratified=True, generator=g, **kw)
+        loss = (
+            out["rgb"].square().mean()
+            + out["normal"].sum()
+            + out["sample_sdf"].square().mean()
+            + (out["sample_sdf"] - out["sample_sdf_perturb"]).abs().mean()
+        )
+        loss.backward()
+        grads = [p.grad.clone() for p in (field.encoding.params, field.theta, field.sdf_head[0].weight)]
+        return out, grads
+
+    big, g_big = run(use_checkpoint=False)
+    small, g_small = run(ray_chunk=17, sample_chunk=1500, use_checkpoint=True)
+    assert big["sample_t"].numel() > 200
+    for key in ("rgb", "opacity", "normal", "depth", "sample_sdf", "sample_normal_perturb"):
+        torch.testing.assert_close(small[key], big[key], atol=1e-5, rtol=1e-5)
+    for a, b in zip(g_small, g_big, strict=True):
+        assert torch.isfinite(b).all() and b.abs().sum() > 0
+        torch.testing.assert_close(a, b, atol=1e-4 * float(b.abs().max()), rtol=1e-4)  # summation order
+
+
+def test_occupancy_grid_skips_empty_space_without_changing_the_render():
+    field = SphereField(centre=(0.0, 0.0, 0.0), radius=0.4, inv_std=20.0)
+    occ = OccupancyGrid()  # 32^3, the released resolution
+    g = torch.Generator().manual_seed(0)
+    occ.build(field, generator=g)
+    assert occ.binary[16, 16, 16] and not occ.binary[0, 0, 0]
+    assert occ.binary.float().mean() < 0.3
+    probe = torch.tensor([[0.0, 0.0, 0.0], [0.95, 0.95, 0.95], [1.5, 0.0, 0.0]])
+    assert occ.occupied(probe).tolist() == [True, False, False]
+    c2w = camera_to_world(0.0, 0.0, 1.0)
+    origins, dirs = orthographic_rays(c2w, 24, 24)
+    candidates_occ, _ = march_rays(origins.reshape(-1, 3), dirs.reshape(-1, 3), occ=occ)
+    candidates_all, _ = march_rays(origins.reshape(-1, 3), dirs.reshape(-1, 3))
+    assert len(candidates_occ) < 0.3 * len(candidates_all)
+    with torch.no_grad():
+        with_occ = render_view(field, c2w, 24, 24, torch.ones(3), occ=occ)
+        without = render_view(field, c2w, 24, 24, torch.ones(3))
+    assert (with_occ["opacity"] - without["opacity"]).abs().max() < 1e-3
+    # update(): only every 16 steps; a full refresh during warm-up, partial afterwards
+    assert not occ.update(field, step=3, generator=g)
+    assert occ.update(field, step=16, generator=g)
+    assert occ.update(field, step=512, generator=g) and occ.binary[16, 16, 16]
+
+
+def test_render_gradients_reach_every_parameter_group():
+    field = tiny_field()
+    out = render_view(field, camera_to_world(0.0, 0.0, 1.0), 10, 10, torch.zeros(3))
+    mask = torch.zeros(10, 10, 1)
+    mask[3:7, 3:7] = 1
+    loss = (out["opacity"] - mask).square().mean() + out["rgb"].mean() + out["sample_normal_perturb"].sum()
+    loss.backward()
+    for name, params in field.param_groups().items():
+        for p in params:
+            assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
