@@ -1,0 +1,90 @@
+"""Settings of the prep stage: photo checks, crop, silhouette, body fit and which full models to use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from humanref_cli.configs.base import PRESETS
+from humanref_cli.errors import UsageError
+
+
+@dataclass(frozen=True)
+class PrepConfig:
+    res: int = field(default=512, metadata={"help": "Side of the square crop in pixels (method: 512)."})
+    box_scale: float = field(
+        default=0.9, metadata={"help": "Fraction of the crop side the person's larger box side covers."}
+    )
+    max_pixels: int = field(
+        default=50_000_000,
+        metadata={"help": "Refuse photos with more pixels (decompression bombs).", "semantic": False},
+    )
+    work_max_side: int = field(
+        default=4096, metadata={"help": "Photos with a longer side are downscaled to this before processing."}
+    )
+    max_people: int = field(
+        default=4, metadata={"help": "How many people to look for (mediapipe, one by one)."}
+    )
+    min_person_px: int = field(
+        default=128, metadata={"help": "Smallest accepted person height in photo pixels."}
+    )
+    min_visibility: float = field(
+        default=0.5, metadata={"help": "Keypoints with a lower mediapipe visibility count as not visible."}
+    )
+    erode_px: int = field(
+        default=1,
+        metadata={"help": "Silhouette erosion in pixels at twice the crop size (method: 1 at 1024)."},
+    )
+    use_sam: bool = field(
+        default=True, metadata={"help": "Use SAM for the silhouette when its weights exist."}
+    )
+    sam_min_agreement: float = field(
+        default=0.5,
+        metadata={
+            "help": "SAM's mask is rejected (mediapipe's is used) when its IoU with mediapipe's is lower."
+        },
+    )
+    use_marigold: bool = field(
+        default=True, metadata={"help": "Use Marigold for the front normal map when its weights exist."}
+    )
+    use_segformer: bool = field(
+        default=True, metadata={"help": "Use the SegFormer parser for the regions when its weights exist."}
+    )
+    use_blip: bool = field(default=True, metadata={"help": "Caption with BLIP when no --prompt is given."})
+    fit_steps_keypoints: int = field(
+        default=40, metadata={"help": "Body fit: L-BFGS evaluations on the keypoints alone."}
+    )
+    fit_steps_full: int = field(
+        default=100, metadata={"help": "Body fit: L-BFGS evaluations with silhouette and shape."}
+    )
+    fit_w_sil: float = field(default=0.5, metadata={"help": "Body fit: silhouette weight."})
+    fit_w_pose: float = field(default=0.05, metadata={"help": "Body fit: pose prior weight."})
+    fit_w_shape: float = field(default=0.05, metadata={"help": "Body fit: phenotype prior weight."})
+    fit_w_depth: float = field(
+        default=0.0,
+        metadata={
+            "help": "Body fit: weight of mediapipe's relative landmark depths. Off: on synthetic subjects "
+            "weights 0.02-0.2 made the fit worse (~8 cm from the ground truth instead of 1.5-5)."
+        },
+    )
+    fit_min_iou: float = field(
+        default=0.8, metadata={"help": "Warn loudly when the fitted body's silhouette IoU is below this."}
+    )
+
+    def __post_init__(self):
+        if not 64 <= self.res <= 4096:
+            raise UsageError(f"prep.res must be in [64, 4096], got {self.res}")
+        if not 0.1 <= self.box_scale <= 1.0:
+            raise UsageError(f"prep.box_scale must be in [0.1, 1], got {self.box_scale}")
+        if self.max_people < 1:
+            raise UsageError(f"prep.max_people must be at least 1, got {self.max_people}")
+
+
+def preset(name: str) -> PrepConfig:
+    """Prep settings of a preset: ``paper`` and ``fast`` are the defaults; ``cpu`` fits the body with fewer
+    evaluations (the fit dominates prep's time on a CPU)."""
+    if name not in PRESETS:
+        raise UsageError(f"unknown preset {name!r}", hint=f"use one of {', '.join(PRESETS)}")
+    cfg = PrepConfig()
+    if name == "cpu":
+        cfg = replace(cfg, fit_steps_keypoints=30, fit_steps_full=60)
+    return cfg

@@ -1,0 +1,289 @@
+"""Fitting the anny body to the detected keypoints and the silhouette under the front orthographic
+camera (replaces the released code's PIXIE + SMPL-X refinement, method.md §2.2).
+
+Projection of a world point ``p`` into the ``res``-pixel crop (front camera, method.md §2.6):
+``u = (p_y + 1) res / 2``, ``v = (1 - p_z) res / 2``; depth (``p_x``) is unobservable, so the body's
+depth extent is centred on 0 afterwards, as ``anny_body.fit_to_crop`` frames bodies.
+
+Objective (distances in percent of the crop side, ``UNIT`` = 50 per world unit, so the terms are of
+order one and the prior weights mean the same at any resolution), minimised with L-BFGS::
+
+    L = w_kp   Σ_i c_i ||π(J_i) - k_i||² / Σ_i c_i                      keypoints, c_i = visibility · weight
+      + w_sil  (mean_v D_out(π(v))² + mean_b min_v ||b - π(v)||²)       silhouette: inside + covering
+      + w_pose (mean_j a_j ||θ_j||² + 10 Σ_knees (θ_y² + θ_z² + relu(-θ_x)²))  pose prior, knees are hinges
+      + w_shape ||β - 0.5||²                                             phenotype prior
+      + w_depth Σ_i c_i (x_i - x_hips + z_i)² / Σ_i c_i                    mediapipe's relative depth
+
+``x`` is world depth (towards the camera), ``z_i`` mediapipe's landmark depth (smaller = closer, hip
+centred, in the x scale) in world units, over the limb joints: the front view alone cannot tell an arm
+raised forward from one held down, nor a stride. The term is off by default: with mediapipe's z it made
+synthetic fits worse. ``D_out`` is the distance transform of the outside of the mask (0 inside), ``b``
+sampled points of the mask's boundary. A first phase fits the global transform and the pose to the
+keypoints alone; the second adds the silhouette and frees the phenotype. Both run L-BFGS with a
+strong-Wolfe line search; a step count is a budget of loss evaluations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from humanref_cli.geometry.anny_body import (
+    POSE_BONES,
+    AnnyBody,
+    BodyFitParams,
+    BodyParams,
+    forward_params,
+)
+
+ANNY_ID = "embedded:anny-0.6.2"
+UNIT = 50.0  # loss units per world unit: 1 = 1% of the crop side
+# Knuckle landmarks map to approximate bones and the face points are tiny: trust them less.
+_LANDMARK_WEIGHT = np.ones(33, np.float32)
+_LANDMARK_WEIGHT[[17, 18, 19, 20, 21, 22]] = 0.3
+_LANDMARK_WEIGHT[[1, 3, 4, 6, 9, 10]] = 0.5
+_KNEES = [POSE_BONES.index("lowerleg01.L"), POSE_BONES.index("lowerleg01.R")]
+_DEPTH_LANDMARKS = [11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28]  # shoulders ... ankles
+# Per-bone prior weights: the clavicles and the spine barely move in natural poses, and left free they
+# trade places with the shoulders (an arm raised sideways fitted as raised forward, which projects the same).
+_BONE_PRIOR = torch.tensor(
+    [
+        10.0 if b.startswith("clavicle") else 3.0 if b.startswith(("spine", "neck", "head")) else 1.0
+        for b in POSE_BONES
+    ]
+)
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """Optimisation settings (``PrepConfig`` fills them)."""
+
+    steps_keypoints: int = 40
+    steps_full: int = 80
+    w_kp: float = 1.0
+    w_sil: float = 0.5
+    w_pose: float = 0.05
+    w_shape: float = 0.05
+    w_depth: float = 0.0
+    min_visibility: float = 0.5
+    boundary_samples: int = 1500
+    vertex_stride: int = 4
+    seed: int = 0
+
+
+@dataclass
+class FitResult:
+    """``params`` (world frame), ``vertices (V, 3)`` / ``faces (F, 3)`` numpy, ``landmarks_px (33, 2)``
+    the fitted landmarks in crop pixels, fit quality ``keypoint_error_px`` (mean over the landmarks
+    used) and ``iou`` (rendered body vs silhouette), the final loss terms."""
+
+    params: BodyParams
+    vertices: np.ndarray
+    faces: np.ndarray
+    landmarks_px: np.ndarray
+    landmarks_used: np.ndarray
+    keypoint_error_px: float
+    iou: float
+    losses: dict[str, float]
+
+
+def project(points: torch.Tensor, res: int) -> torch.Tensor:
+    """World points ``(N, 3)`` -> crop pixels ``(N, 2)`` under the front orthographic camera."""
+    return torch.stack([(points[:, 1] + 1) * res / 2, (1 - points[:, 2]) * res / 2], dim=-1)
+
+
+def _to_plane(px: torch.Tensor, res: int) -> torch.Tensor:
+    """Crop pixels ``(N, 2)`` -> camera-plane coordinates ``(N, 2)`` = world (y, z)."""
+    return torch.stack([px[:, 0] * 2 / res - 1, 1 - px[:, 1] * 2 / res], dim=-1)
+
+
+class SilhouetteTarget:
+    """Precomputed silhouette terms: the outside distance field and boundary samples, world units."""
+
+    def __init__(self, mask: np.ndarray, samples: int, seed: int):
+        import cv2
+        from scipy import ndimage
+
+        res = mask.shape[0]
+        self.res = res
+        dt = ndimage.distance_transform_edt(~mask).astype(np.float32) * (2.0 / res) * UNIT
+        self.dt_out = torch.from_numpy(dt)[None, None]  # (1, 1, H, W)
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        boundary = np.concatenate([c[:, 0, :] for c in contours], 0).astype(np.float32) + 0.5  # (B, 2) u, v
+        rng = np.random.default_rng(seed)
+        if len(boundary) > samples:
+            boundary = boundary[rng.choice(len(boundary), samples, replace=False)]
+        self.boundary = _to_plane(torch.from_numpy(boundary), res) * UNIT  # (B, 2)
+
+    def inside(self, plane: torch.Tensor) -> torch.Tensor:
+        """Mean squared outside-distance of projected points ``(N, 2)`` (plane coords)."""
+        grid = torch.stack([plane[:, 0], -plane[:, 1]], -1)[None, None]  # grid_sample: x right, y down
+        d = F.grid_sample(self.dt_out.to(plane.dtype), grid, align_corners=False, padding_mode="border")
+        return d.square().mean()
+
+    def cover(self, plane: torch.Tensor) -> torch.Tensor:
+        """Mean squared distance from each boundary sample to its nearest projected point."""
+        return torch.cdist(self.boundary.to(plane.dtype), plane * UNIT).min(dim=1).values.square().mean()
+
+
+def fit_losses(
+    fit: BodyFitParams,
+    body: AnnyBody,
+    keypoints: torch.Tensor,
+    conf: torch.Tensor,
+    sil: SilhouetteTarget | None,
+    s: FitSettings,
+    depth: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """The named loss terms of the module docstring (unweighted) for the current parameters.
+    ``keypoints (33, 2)`` plane coordinates, ``conf (33,)``, ``depth (33,)`` world-unit depths or None."""
+    out = fit(body)
+    pred = out.landmarks[:, 1:]  # (33, 2) world (y, z) = plane coordinates
+    c = conf * out.landmark_valid.to(conf.dtype)
+    err = (pred - keypoints) * UNIT
+    losses = {"keypoints": (c[:, None] * err.square()).sum() / c.sum().clamp_min(1e-6)}
+    rot = fit.joint_rotvecs
+    knees = rot[_KNEES]
+    losses["pose"] = (_BONE_PRIOR.to(rot.dtype) * rot.square().sum(-1)).mean() + 10 * (
+        knees[:, 1:].square().sum() + F.relu(-knees[:, 0]).square().sum()
+    )
+    losses["shape"] = (fit.phenotype - 0.5).square().sum()
+    if depth is not None:
+        idx = _DEPTH_LANDMARKS
+        x = out.landmarks[idx, 0] - out.landmarks[[23, 24], 0].mean()
+        target = depth[idx] - depth[[23, 24]].mean()
+        cd = c[idx]
+        losses["depth"] = (cd * ((x - target) * UNIT).square()).sum() / cd.sum().clamp_min(1e-6)
+    if sil is not None:
+        verts = out.vertices[:: s.vertex_stride]
+        plane = verts[:, 1:]
+        losses["sil_inside"] = sil.inside(plane)
+        losses["sil_cover"] = sil.cover(plane)
+    return losses
+
+
+def _initial_params(body: AnnyBody, keypoints: torch.Tensor, conf: torch.Tensor) -> BodyParams:
+    """Rest pose, scale and (y, z) translation from a weighted least-squares fit of the rest body's
+    landmarks to the keypoints: ``min_{s,t} Σ c_i ||s P_i + t - K_i||²``."""
+    params = BodyParams()
+    with torch.no_grad():
+        out = forward_params(body, params)
+    c = (conf * out.landmark_valid.to(conf.dtype)).double()
+    p, k = out.landmarks[:, 1:].double(), keypoints.double()
+    pm = (c[:, None] * p).sum(0) / c.sum()
+    km = (c[:, None] * k).sum(0) / c.sum()
+    s = float((c[:, None] * (p - pm) * (k - km)).sum() / (c[:, None] * (p - pm).square()).sum())
+    s = max(s, 1e-3)
+    t = km - s * pm
+    depth = out.vertices[:, 0].double()
+    tx = -s * float(depth.min() + depth.max()) / 2
+    return BodyParams(scale=s, translation=[tx, float(t[0]), float(t[1])])
+
+
+def fit_body(
+    body: AnnyBody,
+    keypoints_px: np.ndarray,
+    visibility: np.ndarray,
+    mask: np.ndarray,
+    settings: FitSettings = FitSettings(),
+    depth_px: np.ndarray | None = None,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+) -> FitResult:
+    """Fit anny to keypoints ``(33, 2)`` (crop pixels) with ``visibility (33,)``, the silhouette
+    ``mask (res, res)`` bool and optionally mediapipe's landmark depths ``depth_px (33,)`` (crop pixels,
+    smaller = closer). Deterministic for given inputs and settings."""
+    s = settings
+    res = mask.shape[0]
+    torch.manual_seed(s.seed)
+    dtype = body.dtype
+    kp = _to_plane(torch.as_tensor(keypoints_px, dtype=torch.float64), res).to(dtype)
+    vis = torch.as_tensor(visibility, dtype=dtype)
+    conf = torch.where(vis >= s.min_visibility, vis, torch.zeros_like(vis)) * torch.from_numpy(
+        _LANDMARK_WEIGHT
+    ).to(dtype)
+    if float((conf > 0).sum()) < 4:
+        conf = vis * torch.from_numpy(_LANDMARK_WEIGHT).to(dtype)  # too few confident points: use them all
+    sil = SilhouetteTarget(mask, s.boundary_samples, s.seed)
+    # world depth grows towards the camera; mediapipe's z shrinks: x = -z (pixels -> world units)
+    depth = (
+        None
+        if depth_px is None or s.w_depth <= 0
+        else torch.as_tensor(-np.asarray(depth_px) * 2 / res, dtype=dtype)
+    )
+
+    fit = BodyFitParams(_initial_params(body, kp, conf), device=body.device, dtype=dtype)
+    weights = {
+        "keypoints": s.w_kp,
+        "pose": s.w_pose,
+        "shape": s.w_shape,
+        "sil_inside": s.w_sil,
+        "sil_cover": s.w_sil,
+        "depth": s.w_depth,
+    }
+    step = 0
+    last: dict[str, torch.Tensor] = {}
+    for phase, n in (("keypoints", s.steps_keypoints), ("full", s.steps_full)):
+        if n <= 0:
+            continue
+        fit.phenotype.requires_grad_(phase == "full")
+        params = [p for p in fit.parameters() if p.requires_grad]
+        # L-BFGS, as SMPLify: Adam's per-coordinate step normalisation moves the invisible (depth)
+        # rotation axes as fast as the visible ones and lands in the forward/sideways ambiguity.
+        optim = torch.optim.LBFGS(
+            params,
+            lr=1.0,
+            max_iter=n,
+            max_eval=n,
+            history_size=20,
+            line_search_fn="strong_wolfe",
+            tolerance_grad=1e-9,
+            tolerance_change=1e-12,
+        )
+
+        def closure(phase=phase, optim=optim):
+            nonlocal step, last
+            optim.zero_grad(set_to_none=True)
+            losses = fit_losses(fit, body, kp, conf, sil if phase == "full" else None, s, depth)
+            loss = sum(weights[k] * v for k, v in losses.items())
+            loss.backward()
+            step += 1
+            last = losses
+            if on_step is not None:
+                on_step(
+                    step, {"loss": loss.item(), "kp_px": losses["keypoints"].item() ** 0.5 * res / 2 / UNIT}
+                )
+            return loss
+
+        optim.step(closure)
+    return _finish(body, fit, kp, conf, mask, {k: v.item() for k, v in last.items()})
+
+
+def _finish(body, fit, kp, conf, mask, losses) -> FitResult:
+    """Centre the depth, measure the fit (keypoint error in pixels, silhouette IoU of the render)."""
+    from humanref_cli.perception.silhouette import mask_iou
+    from humanref_cli.render.camera import camera_to_world
+    from humanref_cli.render.raster import MeshRasterizer
+
+    res = mask.shape[0]
+    params = fit.to_params()
+    with torch.no_grad():
+        out = forward_params(body, params)
+        depth = out.vertices[:, 0]
+        params.translation[0] -= float(depth.min() + depth.max()) / 2
+        out = forward_params(body, params)
+    vertices = out.vertices.detach().cpu().numpy()
+    faces = body.faces.cpu().numpy()
+    landmarks_px = project(out.landmarks.detach(), res).cpu().numpy()
+    used = ((conf > 0) & out.landmark_valid).cpu().numpy()
+    k = kp.double().cpu().numpy()
+    target_px = np.stack([(k[:, 0] + 1) * res / 2, (1 - k[:, 1]) * res / 2], -1)
+    err = np.linalg.norm(landmarks_px - target_px, axis=1)
+    kp_error = float(err[used].mean()) if used.any() else float("nan")
+    with MeshRasterizer(res, res) as raster:
+        rendered = raster.mask(vertices, faces, camera_to_world(0.0, 0.0, 1.0)) >= 0.5
+    iou = mask_iou(rendered, mask)
+    return FitResult(params, vertices, faces, landmarks_px, used, kp_error, iou, losses)
