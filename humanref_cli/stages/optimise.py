@@ -1,0 +1,116 @@
+"""The body shared by the ``coarse`` and ``refine`` stages: key, guidance, training loop, outputs.
+
+A stage differs only in its config and in how it makes its starting field (``make_field``): coarse
+builds one at the body prior, refine loads the coarse field. Everything else (freshness key, resume,
+guidance or its documented fallback, checkpoints, previews, ``field.safetensors`` + ``field.json``,
+``mesh.ply``) is here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from humanref_cli.train.data import PREP_FILES
+from humanref_cli.workspace import Workspace
+
+OPTIONAL_PREP_FILES = ("regions.json", "prompt.txt")
+"""Read by the guidance when present: part of the key so a new prompt or parsing reruns the stage."""
+
+
+def prep_inputs(ws: Workspace) -> list[Path]:
+    prep = ws.root / "prep"
+    return [prep / n for n in PREP_FILES] + [prep / n for n in OPTIONAL_PREP_FILES if (prep / n).exists()]
+
+
+def guidance_models(cfg, models_dir: Path | None) -> dict[str, str]:
+    """Model ids the guidance will use, found without loading anything (for the freshness key)."""
+    if cfg.mode == "none":
+        return {}
+    from humanref_cli.models.store import find_model, model_id
+
+    if find_model("sd15", models_dir) is None:
+        return {}
+    return {role: model_id(role) for role in ("sd15", "clip", "lpips") if find_model(role, models_dir)}
+
+
+def run_optim_stage(
+    name: str,
+    ws: Workspace,
+    cfg,
+    rt,
+    *,
+    inputs: list[Path],
+    make_field: Callable[[Any, bool], Any],
+    force: bool,
+    models_dir: Path | None,
+    require_guidance: bool,
+) -> dict[str, Any]:
+    """Run stage ``name``; ``make_field(device, fresh)`` gives the start field (``fresh``: not resuming)."""
+    from humanref_cli.geometry.field import save_field
+    from humanref_cli.guidance.build import build_guidance
+    from humanref_cli.render.occupancy import OccupancyGrid
+    from humanref_cli.train.data import load_train_data
+    from humanref_cli.train.loop import LoopIO, train
+
+    gcfg = replace(cfg.guidance, require_guidance=True) if require_guidance else cfg.guidance
+    models = guidance_models(gcfg, models_dir)
+    key = ws.stage_key(name, cfg, inputs, models)
+    if not force and ws.is_fresh(name, key):
+        rt.info(f"{name}: up to date")
+        return ws.summary(name)
+    prep = ws.root / "prep"
+    guidance = build_guidance(gcfg, prep, rt.device, models_dir)
+    with (
+        ws.stage(
+            name, key=key, cfg=cfg, inputs=inputs, models=models, steps=cfg.end_step, rt=rt, force=force
+        ) as run,
+        rt.interruptible(),
+    ):
+        run.note(guidance=guidance.name if guidance is not None else "none (fallback: design.md §4)")
+        rt.seed_everything()
+        data = load_train_data(prep, cfg.loss_res, rt.device)
+        resume = run.resume_checkpoint()
+        field = make_field(rt.device, resume is None)
+        occupancy = OccupancyGrid(step_size=cfg.optim.step_size, every=cfg.optim.occ_every).to(rt.device)
+        if resume is None:
+            occupancy.build(field)
+        io = LoopIO(
+            key=key,
+            ckpt_path=run.dir / "ckpt" / "last.pt",
+            preview_dir=run.dir / "preview",
+            resume_from=resume,
+            on_step=run.set_step,
+        )
+        scalars = train(field, occupancy, data, cfg, rt, io, guidance=guidance)
+        run.set_step(cfg.end_step, flush=True)
+        paths = save_field(field, run.dir)
+        mesh_path = write_mesh(field, run.dir / "mesh.ply", cfg.mesh_res, cfg.optim.chunk)
+        run.add_output(*paths, mesh_path)
+        run.note(final_losses={k: round(v, 6) for k, v in scalars.items()})
+    return {
+        "stage": name,
+        "field": str(run.dir / "field.safetensors"),
+        "mesh": str(mesh_path),
+        "steps": cfg.end_step,
+        "losses": scalars,
+    }
+
+
+def write_mesh(field, path: Path, resolution: int, chunk: int) -> Path:
+    """Marching cubes of the field's zero level set over the scene box, written as PLY."""
+    import torch
+    import trimesh
+
+    from humanref_cli.geometry.isosurface import extract_mesh
+    from humanref_cli.io import atomic_path
+
+    with torch.no_grad():
+        device = next(field.parameters()).device
+        vertices, faces = extract_mesh(field.sdf, resolution, chunk=chunk, device=device)
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    with atomic_path(path) as tmp:
+        mesh.export(tmp, file_type="ply")
+    return path
