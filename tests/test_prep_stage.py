@@ -1,4 +1,4 @@
-"""The prep stage end to end on a synthetic anny subject, against its exact ground truth (slow)."""
+"""The prep stage end to end on a synthetic anny subject, against its exact ground truth."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from humanref_cli.configs.prep import PrepConfig, preset
 from humanref_cli.runtime import Runtime
 from humanref_cli.workspace import Workspace
 
-pytestmark = pytest.mark.slow
 QUICK_FIT = {"fit_steps_keypoints": 5, "fit_steps_full": 5}
 
 
@@ -86,6 +85,7 @@ def test_outputs_and_notes(prepped):
     assert Image.open(prep / "report.png").size == (1024, 540)
 
 
+@pytest.mark.slow
 def test_body_fit_is_close_to_the_ground_truth_body(prepped, subject):
     import trimesh
 

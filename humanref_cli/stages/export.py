@@ -60,9 +60,12 @@ def run_export(
         meta = run.dir / "metadata.json"
         _write_metadata(ws, meta, cfg, written + previews, checks, time.monotonic() - t_start)
         run.add_output(*written, *previews, meta)
-    out = {"stage": "export", "files": [str(p) for p in written + previews + [meta]]}
-    if (run.dir / "humanref.glb").exists():
-        out["glb"] = str(run.dir / "humanref.glb")
+    out: dict = {"stage": "export", "files": [str(p) for p in written + previews + [meta]]}
+    for p in written + previews:  # one line per deliverable: glb, obj, ply, sheet, turntable
+        if p.suffix in (".glb", ".obj", ".ply"):
+            out[p.suffix[1:]] = str(p)
+        elif p.stem in ("turntable", "sheet"):
+            out[p.stem] = str(p)
     return out
 
 
