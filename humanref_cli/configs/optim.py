@@ -90,6 +90,9 @@ class OptimConfig:
     """Adam (method.md §5.1), occupancy-grid cadence, checkpoints and previews."""
 
     lr: float = field(default=1e-3, metadata=_help("Adam learning rate of every parameter group."))
+    lr_color: float | None = field(
+        default=None, metadata=_help("Learning rate of the colour MLP (None: ``lr``, as the paper).")
+    )
     beta1: float = field(default=0.9, metadata=_help("Adam beta1."))
     beta2: float = field(default=0.99, metadata=_help("Adam beta2."))
     eps: float = field(default=1e-15, metadata=_help("Adam eps."))

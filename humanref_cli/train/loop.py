@@ -42,8 +42,14 @@ class LoopIO:
 
 
 def make_optimizer(field: torch.nn.Module, cfg) -> torch.optim.Adam:
+    """Adam over every parameter at ``optim.lr``; the colour MLP at ``optim.lr_color`` when it is set."""
     o = cfg.optim
-    return torch.optim.Adam(field.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
+    color = list(field.color_head.parameters()) if o.lr_color is not None else []
+    ids = {id(p) for p in color}
+    groups = [{"params": [p for p in field.parameters() if id(p) not in ids], "lr": o.lr}]
+    if color:
+        groups.append({"params": color, "lr": o.lr_color})
+    return torch.optim.Adam(groups, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
 
 
 def _to_chw(image: torch.Tensor, size: int) -> torch.Tensor:
