@@ -10,57 +10,16 @@ differences of ``s`` with ``eps = 0.01``; density is VolSDF's Laplace CDF with a
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
-from dataclasses import field as config_field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from humanref_cli.configs.field import FieldConfig
 from humanref_cli.geometry.body_sdf import BodyPriorSDF
-from humanref_cli.geometry.hashgrid import HashGrid, HashGridConfig
+from humanref_cli.geometry.hashgrid import HashGrid
 
 FIELD_FORMAT = 1
-
-
-@dataclass(frozen=True)
-class FieldConfig:
-    """Architecture of :class:`HumanField`; defaults are the released HumanRef config."""
-
-    grid: HashGridConfig = config_field(
-        default_factory=HashGridConfig,
-        metadata={
-            "help": "Hash grid encoding (16 levels x 2 features, 2^19 table, base 16, scale 1.447269)."
-        },
-    )
-    sdf_levels: int = config_field(
-        default=8, metadata={"help": "The SDF head reads only the first N grid levels."}
-    )
-    hidden: int = config_field(default=64, metadata={"help": "Hidden width of the SDF and colour MLPs."})
-    n_hidden_layers: int = config_field(
-        default=2, metadata={"help": "Hidden layers of the SDF and colour MLPs."}
-    )
-    fd_eps: float = config_field(default=0.01, metadata={"help": "Forward-difference step of the normals."})
-    inv_std_init_theta: float = config_field(
-        default=0.3, metadata={"help": "Initial theta of inv_std = exp(10 theta) (0.3 -> ~20, beta ~0.05)."}
-    )
-    bound: float = config_field(default=1.0, metadata={"help": "Half size of the scene box [-b, b]^3."})
-    backend: str = config_field(
-        default="auto",
-        metadata={
-            "help": "Hash grid backend: auto | torch | tcnn (same field either way).",
-            "semantic": False,
-        },
-    )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> FieldConfig:
-        d = dict(d)
-        d["grid"] = HashGridConfig(**d.get("grid", {}))
-        return cls(**d)
 
 
 def mlp(n_in: int, n_out: int, hidden: int, n_hidden_layers: int) -> nn.Sequential:

@@ -23,30 +23,15 @@ On this 2-core CPU it is 9-12x faster than the per-level/per-corner loop (``benc
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from humanref_cli.configs.field import HashGridConfig
+
 # instant-ngp / tiny-cuda-nn primes for the spatial hash (first axis uses 1: coherent hashing).
 HASH_PRIMES = (1, 2654435761, 805459861)
-
-
-@dataclass(frozen=True)
-class HashGridConfig:
-    """Hash grid hyper-parameters; the defaults are the released HumanRef config (method.md §3)."""
-
-    n_levels: int = field(default=16, metadata={"help": "Number of resolution levels L."})
-    n_features: int = field(default=2, metadata={"help": "Features per level F (the encoding has L * F)."})
-    log2_table: int = field(default=19, metadata={"help": "log2 of the maximum table entries per level."})
-    base_res: int = field(default=16, metadata={"help": "Resolution of the coarsest level."})
-    per_level_scale: float = field(
-        default=1.447269, metadata={"help": "Resolution growth per level (finest ~4096 for 16 levels)."}
-    )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def level_layout(cfg: HashGridConfig) -> list[dict]:
