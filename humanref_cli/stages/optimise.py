@@ -74,7 +74,9 @@ def run_optim_stage(
         data = load_train_data(prep, cfg.loss_res, rt.device)
         resume = run.resume_checkpoint()
         field = make_field(rt.device, resume is None)
-        occupancy = OccupancyGrid(step_size=cfg.optim.step_size, every=cfg.optim.occ_every).to(rt.device)
+        occupancy = OccupancyGrid(
+            step_size=cfg.optim.step_size, every=cfg.optim.occ_every, threshold=cfg.optim.occ_threshold
+        ).to(rt.device)
         if resume is None:
             occupancy.build(field)
         io = LoopIO(
