@@ -32,7 +32,6 @@ TINY = ["--preset", "cpu", "--device", "cpu"] + [
 @pytest.fixture(scope="module")
 def prepped(tmp_path_factory):
     from humanref_cli.synth.subject import make_subject
-    from humanref_cli.testing.synth_prep import prep_from_subject
     from humanref_cli.testing.tiny_sd import build_tiny_sd
 
     root = tmp_path_factory.mktemp("gcli")

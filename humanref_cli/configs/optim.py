@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from humanref_cli.configs.base import PRESETS
+from humanref_cli.configs.field import FieldConfig
 from humanref_cli.configs.guidance import GuidanceConfig
 from humanref_cli.configs.guidance import preset as guidance_preset
 from humanref_cli.errors import UsageError
-from humanref_cli.configs.field import FieldConfig
 
 NOT_SEMANTIC = {"semantic": False}
 
