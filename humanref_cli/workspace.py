@@ -80,6 +80,7 @@ class Workspace:
         self.manifest_path = self.root / "manifest.json"
         self.lock_path = self.root / ".lock"
         self._lock_depth = 0
+        self._hashes: dict[tuple[str, int, int], str] = {}
 
     # ----------------------------------------------------------------- manifest
     def exists(self) -> bool:
@@ -145,12 +146,21 @@ class Workspace:
         except ValueError:
             return f"external:{path.name}"
 
+    def file_hash(self, path: Path) -> str:
+        """sha256 of a file, remembered per (path, mtime, size): a command checks the same upstream
+        files for its key, its record and freshness, and atomic writes always change the mtime."""
+        st = os.stat(path)
+        key = (str(Path(path).absolute()), st.st_mtime_ns, st.st_size)
+        if key not in self._hashes:
+            self._hashes[key] = sha256_file(path)
+        return self._hashes[key]
+
     def hash_files(self, paths: list[Path]) -> dict[str, str]:
         out = {}
         for p in paths:
             if not Path(p).exists():
                 raise UpstreamError(f"missing input file {p}", hint="rerun the stage that writes it")
-            out[self.rel(p)] = sha256_file(p)
+            out[self.rel(p)] = self.file_hash(p)
         return out
 
     def stage_key(self, stage: str, cfg: Any, inputs: list[Path], models: dict[str, str]) -> str:
@@ -180,7 +190,7 @@ class Workspace:
                 path = self.root / rel
                 if not path.exists():
                     return False, f"{rel} is missing"
-                if sha256_file(path) != digest:
+                if self.file_hash(path) != digest:
                     return False, f"{rel} changed" if kind == "inputs" else f"{rel} was modified"
         return True, "fresh"
 
@@ -395,6 +405,6 @@ class StageRun:
             self.record.pop("error", None)
         if status == "done":
             self.record["outputs"] = {
-                self.ws.rel(p): sha256_file(p) for p in self.outputs if Path(p).exists()
+                self.ws.rel(p): self.ws.file_hash(p) for p in self.outputs if Path(p).exists()
             }
         self._flush()
