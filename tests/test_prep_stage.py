@@ -44,18 +44,6 @@ def prepped(tmp_path_factory, subject):
     return ws, result
 
 
-def _crop_to_gt_world(ws: Workspace, vertices: np.ndarray, photo_size: int) -> np.ndarray:
-    """Fitted world vertices -> the subject's world frame (the prep crop is not exactly the subject's
-    framing): world (y, z) -> crop pixel -> photo pixel -> subject world, a uniform scale + shift."""
-    cam = json.loads((ws.root / "prep" / "camera.json").read_text())
-    x0, y0, x1, _ = cam["crop_box_photo"]
-    k = (x1 - x0) / photo_size
-    out = vertices * k
-    out[:, 1] += 2 * x0 / photo_size + k - 1
-    out[:, 2] += 1 - 2 * y0 / photo_size - k
-    return out
-
-
 def test_outputs_and_notes(prepped):
     ws, result = prepped
     prep = ws.root / "prep"
@@ -87,17 +75,10 @@ def test_outputs_and_notes(prepped):
 
 @pytest.mark.slow
 def test_body_fit_is_close_to_the_ground_truth_body(prepped, subject):
-    import trimesh
-
-    from humanref_cli.eval.metrics import geometry_metrics
+    from humanref_cli.eval.body_fit import body_fit_error
 
     ws, _ = prepped
-    fitted = trimesh.load(ws.root / "prep" / "body.ply", process=False, force="mesh")
-    gt = trimesh.load(subject / "gt" / "mesh.ply", process=False, force="mesh")
-    v = _crop_to_gt_world(ws, np.asarray(fitted.vertices, np.float64), 512)
-    gv = np.asarray(gt.vertices, np.float64)
-    v[:, 0] += (gv[:, 0].min() + gv[:, 0].max() - v[:, 0].min() - v[:, 0].max()) / 2  # depth is unobservable
-    metrics = geometry_metrics(v, fitted.faces, gv, gt.faces, n_samples=5000)
+    metrics = body_fit_error(ws.root / "prep", subject)
     print("body fit vs ground truth:", metrics)
     if metrics["chamfer_cm"] > 1.5:
         pytest.xfail(

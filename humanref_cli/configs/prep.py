@@ -56,15 +56,22 @@ class PrepConfig:
     fit_steps_full: int = field(
         default=100, metadata={"help": "Body fit: L-BFGS evaluations with silhouette and shape."}
     )
-    fit_w_sil: float = field(default=0.5, metadata={"help": "Body fit: silhouette weight."})
+    fit_w_sil: float = field(default=2.0, metadata={"help": "Body fit: silhouette weight."})
     fit_w_pose: float = field(default=0.05, metadata={"help": "Body fit: pose prior weight."})
     fit_w_shape: float = field(default=0.05, metadata={"help": "Body fit: phenotype prior weight."})
-    fit_w_depth: float = field(
-        default=0.0,
+    fit_w_dir: float = field(
+        default=1.0,
         metadata={
-            "help": "Body fit: weight of mediapipe's relative landmark depths. Off: on synthetic subjects "
-            "weights 0.02-0.2 made the fit worse (~8 cm from the ground truth instead of 1.5-5)."
+            "help": "Body fit: weight of the depth direction of limbs, shoulders and hips taken from "
+            "mediapipe's world landmarks (which way an arm or a stride points; invisible from the front)."
         },
+    )
+    fit_w_upright: float = field(
+        default=1.0, metadata={"help": "Body fit: prior against a lean towards or away from the camera."}
+    )
+    fit_detector_offsets: bool = field(
+        default=True,
+        metadata={"help": "Body fit: move anny's landmarks to where mediapipe puts them (calibrated)."},
     )
     fit_min_iou: float = field(
         default=0.8, metadata={"help": "Warn loudly when the fitted body's silhouette IoU is below this."}

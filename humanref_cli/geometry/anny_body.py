@@ -79,6 +79,16 @@ MEDIAPIPE_TO_ANNY = {
 """MediaPipe Pose landmark index -> anny bone whose head (pose translation) is that landmark.
 Person's left = ``.L``. Hand landmarks 17-22 (pinky, index, thumb knuckles) are approximate."""
 
+LANDMARK_BONES = {
+    **{k: "head" for k in range(11)},
+    **MEDIAPIPE_TO_ANNY,
+    29: "foot.L",
+    30: "foot.R",
+    31: "foot.L",
+    32: "foot.R",
+}
+"""The bone each MediaPipe landmark moves rigidly with (its frame for detector offsets)."""
+
 MEDIAPIPE_VERTEX_LANDMARKS = (0, 1, 3, 4, 6, 7, 8, 9, 10, 29, 30, 31, 32)
 """MediaPipe landmarks read from a mesh vertex (nose, eye corners, ears, mouth corners, heels,
 toes); the vertex is chosen once on the rest mesh by :func:`_landmark_vertices`."""
@@ -128,13 +138,16 @@ class AnnyBody:
 class BodyOutput:
     """``vertices (V, 3)`` world frame; ``faces (F, 3)`` int64; ``joints`` bone label -> ``(3,)`` world
     position of the bone head; ``landmarks (33, 3)`` world MediaPipe landmarks with ``landmark_valid
-    (33,)`` bool (False where no correspondence exists; those rows are 0)."""
+    (33,)`` bool (False where no correspondence exists; those rows are 0); ``landmark_frames (33, 3, 3)``
+    ``scale · R_world · R_bone`` of the bone each landmark moves with (:data:`LANDMARK_BONES`), so a
+    point fixed in that bone's frame at anny offset ``o`` sits at ``landmarks + landmark_frames @ o``."""
 
     vertices: torch.Tensor
     faces: torch.Tensor
     joints: dict[str, torch.Tensor]
     landmarks: torch.Tensor
     landmark_valid: torch.Tensor
+    landmark_frames: torch.Tensor
 
 
 @dataclass
@@ -358,7 +371,9 @@ def body_forward(
     landmarks = torch.stack(rows33)  # (33, 3)
     valid = torch.zeros(33, dtype=torch.bool, device=device)
     valid[list(MEDIAPIPE_TO_ANNY) + list(body.landmark_vertices)] = True
-    return BodyOutput(vertices, body.faces, joints, landmarks, valid)
+    lm_rows = torch.tensor([body.bone_index[LANDMARK_BONES[k]] for k in range(33)], device=device)
+    frames = s * r @ out["bone_poses"][0, lm_rows, :3, :3]  # (33, 3, 3)
+    return BodyOutput(vertices, body.faces, joints, landmarks, valid, frames)
 
 
 def forward_params(body: AnnyBody, params: BodyParams) -> BodyOutput:

@@ -12,15 +12,21 @@ order one and the prior weights mean the same at any resolution), minimised with
       + w_sil  (mean_v D_out(π(v))² + mean_b min_v ||b - π(v)||²)       silhouette: inside + covering
       + w_pose (mean_j a_j ||θ_j||² + 10 Σ_knees (θ_y² + θ_z² + relu(-θ_x)²))  pose prior, knees are hinges
       + w_shape ||β - 0.5||²                                             phenotype prior
-      + w_depth Σ_i c_i (x_i - x_hips + z_i)² / Σ_i c_i                    mediapipe's relative depth
+      + w_dir  100 Σ_s c_s (d̂_s,x - ŵ_s,x)² / Σ_s c_s                    depth sign of each segment
+      + w_upright 100 r_y²                                               no lean towards the camera
 
-``x`` is world depth (towards the camera), ``z_i`` mediapipe's landmark depth (smaller = closer, hip
-centred, in the x scale) in world units, over the limb joints: the front view alone cannot tell an arm
-raised forward from one held down, nor a stride. The term is off by default: with mediapipe's z it made
-synthetic fits worse. ``D_out`` is the distance transform of the outside of the mask (0 inside), ``b``
-sampled points of the mask's boundary. A first phase fits the global transform and the pose to the
-keypoints alone; the second adds the silhouette and frees the phenotype. Both run L-BFGS with a
-strong-Wolfe line search; a step count is a budget of loss evaluations.
+``J_i`` are anny's landmarks moved to where mediapipe puts them (:func:`detector_landmarks`, offsets
+calibrated by ``bench/calibrate_landmarks.py``). ``D_out`` is the distance transform of the outside
+of the mask (0 inside), ``b`` sampled points of the mask's boundary. The front view alone cannot tell
+an arm raised forward from one raised backward, nor which leg strides forward: for the limb segments
+and the shoulder and hip lines ``s = (a, b)``, ``d̂_s`` is the fitted unit direction and ``ŵ_s`` the
+one of mediapipe's metric world landmarks; only their depth components (``x``, towards the camera)
+are compared, since the keypoints already fix the rest. ``r_y`` is the global rotation about the
+image's horizontal axis (a lean towards or away from the camera, also invisible from the front).
+
+A first phase fits the global transform and the pose to the keypoints alone; the second adds the
+silhouette and frees the phenotype. Both run L-BFGS with a strong-Wolfe line search; a step count is
+a budget of loss evaluations.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from humanref_cli.geometry.anny_body import (
     BodyParams,
     forward_params,
 )
+from humanref_cli.perception.landmark_offsets import detector_landmarks, detector_offsets
 
 ANNY_ID = "embedded:anny-0.6.2"
 UNIT = 50.0  # loss units per world unit: 1 = 1% of the crop side
@@ -47,7 +54,11 @@ _LANDMARK_WEIGHT = np.ones(33, np.float32)
 _LANDMARK_WEIGHT[[17, 18, 19, 20, 21, 22]] = 0.3
 _LANDMARK_WEIGHT[[1, 3, 4, 6, 9, 10]] = 0.5
 _KNEES = [POSE_BONES.index("lowerleg01.L"), POSE_BONES.index("lowerleg01.R")]
-_DEPTH_LANDMARKS = [11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28]  # shoulders ... ankles
+# Limb segments and the shoulder and hip lines: the front view fixes each segment's projected length
+# but not the sign of its depth (an arm raised forward or backward, the body turned left or right).
+_DIR_PAIRS = torch.tensor(
+    [(11, 13), (13, 15), (12, 14), (14, 16), (23, 25), (25, 27), (24, 26), (26, 28), (11, 12), (23, 24)]
+)
 # Per-bone prior weights: the clavicles and the spine barely move in natural poses, and left free they
 # trade places with the shoulders (an arm raised sideways fitted as raised forward, which projects the same).
 _BONE_PRIOR = torch.tensor(
@@ -65,10 +76,12 @@ class FitSettings:
     steps_keypoints: int = 40
     steps_full: int = 80
     w_kp: float = 1.0
-    w_sil: float = 0.5
+    w_sil: float = 2.0
     w_pose: float = 0.05
     w_shape: float = 0.05
-    w_depth: float = 0.0
+    w_dir: float = 1.0
+    w_upright: float = 1.0
+    detector_offsets: bool = True
     min_visibility: float = 0.5
     boundary_samples: int = 1500
     vertex_stride: int = 4
@@ -137,12 +150,15 @@ def fit_losses(
     conf: torch.Tensor,
     sil: SilhouetteTarget | None,
     s: FitSettings,
-    depth: torch.Tensor | None = None,
+    world: torch.Tensor | None = None,
+    offsets: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The named loss terms of the module docstring (unweighted) for the current parameters.
-    ``keypoints (33, 2)`` plane coordinates, ``conf (33,)``, ``depth (33,)`` world-unit depths or None."""
+    ``keypoints (33, 2)`` plane coordinates, ``conf (33,)``, ``world (33, 3)`` mediapipe's world
+    landmarks in world axes or None, ``offsets (33, 3)`` detector offsets or None."""
     out = fit(body)
-    pred = out.landmarks[:, 1:]  # (33, 2) world (y, z) = plane coordinates
+    landmarks = out.landmarks if offsets is None else detector_landmarks(out, offsets)
+    pred = landmarks[:, 1:]  # (33, 2) world (y, z) = plane coordinates
     c = conf * out.landmark_valid.to(conf.dtype)
     err = (pred - keypoints) * UNIT
     losses = {"keypoints": (c[:, None] * err.square()).sum() / c.sum().clamp_min(1e-6)}
@@ -152,12 +168,15 @@ def fit_losses(
         knees[:, 1:].square().sum() + F.relu(-knees[:, 0]).square().sum()
     )
     losses["shape"] = (fit.phenotype - 0.5).square().sum()
-    if depth is not None:
-        idx = _DEPTH_LANDMARKS
-        x = out.landmarks[idx, 0] - out.landmarks[[23, 24], 0].mean()
-        target = depth[idx] - depth[[23, 24]].mean()
-        cd = c[idx]
-        losses["depth"] = (cd * ((x - target) * UNIT).square()).sum() / cd.sum().clamp_min(1e-6)
+    if world is not None:
+        a, b = _DIR_PAIRS[:, 0], _DIR_PAIRS[:, 1]
+        u = landmarks[b] - landmarks[a]
+        u = u / u.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+        t = world[b] - world[a]
+        t = t / t.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+        cd = torch.minimum(c[a], c[b])
+        losses["direction"] = (cd * (u[:, 0] - t[:, 0]).square()).sum() / cd.sum().clamp_min(1e-6) * 100
+    losses["upright"] = fit.global_rotvec[1:2].square().sum() * 100
     if sil is not None:
         verts = out.vertices[:: s.vertex_stride]
         plane = verts[:, 1:]
@@ -166,14 +185,17 @@ def fit_losses(
     return losses
 
 
-def _initial_params(body: AnnyBody, keypoints: torch.Tensor, conf: torch.Tensor) -> BodyParams:
+def _initial_params(
+    body: AnnyBody, keypoints: torch.Tensor, conf: torch.Tensor, offsets: torch.Tensor | None
+) -> BodyParams:
     """Rest pose, scale and (y, z) translation from a weighted least-squares fit of the rest body's
     landmarks to the keypoints: ``min_{s,t} Σ c_i ||s P_i + t - K_i||²``."""
     params = BodyParams()
     with torch.no_grad():
         out = forward_params(body, params)
     c = (conf * out.landmark_valid.to(conf.dtype)).double()
-    p, k = out.landmarks[:, 1:].double(), keypoints.double()
+    lm = out.landmarks if offsets is None else detector_landmarks(out, offsets)
+    p, k = lm[:, 1:].double(), keypoints.double()
     pm = (c[:, None] * p).sum(0) / c.sum()
     km = (c[:, None] * k).sum(0) / c.sum()
     s = float((c[:, None] * (p - pm) * (k - km)).sum() / (c[:, None] * (p - pm).square()).sum())
@@ -190,12 +212,12 @@ def fit_body(
     visibility: np.ndarray,
     mask: np.ndarray,
     settings: FitSettings = FitSettings(),
-    depth_px: np.ndarray | None = None,
+    world: np.ndarray | None = None,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
 ) -> FitResult:
     """Fit anny to keypoints ``(33, 2)`` (crop pixels) with ``visibility (33,)``, the silhouette
-    ``mask (res, res)`` bool and optionally mediapipe's landmark depths ``depth_px (33,)`` (crop pixels,
-    smaller = closer). Deterministic for given inputs and settings."""
+    ``mask (res, res)`` bool and optionally mediapipe's world landmarks ``world (33, 3)`` (metres,
+    x right, y down, z away from the camera). Deterministic for given inputs and settings."""
     s = settings
     res = mask.shape[0]
     torch.manual_seed(s.seed)
@@ -208,21 +230,20 @@ def fit_body(
     if float((conf > 0).sum()) < 4:
         conf = vis * torch.from_numpy(_LANDMARK_WEIGHT).to(dtype)  # too few confident points: use them all
     sil = SilhouetteTarget(mask, s.boundary_samples, s.seed)
-    # world depth grows towards the camera; mediapipe's z shrinks: x = -z (pixels -> world units)
-    depth = (
-        None
-        if depth_px is None or s.w_depth <= 0
-        else torch.as_tensor(-np.asarray(depth_px) * 2 / res, dtype=dtype)
-    )
-
-    fit = BodyFitParams(_initial_params(body, kp, conf), device=body.device, dtype=dtype)
+    world_t = None
+    if world is not None and s.w_dir > 0:
+        w = torch.as_tensor(np.asarray(world), dtype=dtype)
+        world_t = torch.stack([-w[:, 2], w[:, 0], -w[:, 1]], dim=-1)  # mediapipe (right, down, away) -> world
+    offsets = detector_offsets(dtype).to(body.device) if s.detector_offsets else None
+    fit = BodyFitParams(_initial_params(body, kp, conf, offsets), device=body.device, dtype=dtype)
     weights = {
         "keypoints": s.w_kp,
         "pose": s.w_pose,
         "shape": s.w_shape,
         "sil_inside": s.w_sil,
         "sil_cover": s.w_sil,
-        "depth": s.w_depth,
+        "direction": s.w_dir,
+        "upright": s.w_upright,
     }
     step = 0
     last: dict[str, torch.Tensor] = {}
@@ -247,7 +268,8 @@ def fit_body(
         def closure(phase=phase, optim=optim):
             nonlocal step, last
             optim.zero_grad(set_to_none=True)
-            losses = fit_losses(fit, body, kp, conf, sil if phase == "full" else None, s, depth)
+            target = sil if phase == "full" else None
+            losses = fit_losses(fit, body, kp, conf, target, s, world_t, offsets)
             loss = sum(weights[k] * v for k, v in losses.items())
             loss.backward()
             step += 1
@@ -259,10 +281,10 @@ def fit_body(
             return loss
 
         optim.step(closure)
-    return _finish(body, fit, kp, conf, mask, {k: v.item() for k, v in last.items()})
+    return _finish(body, fit, kp, conf, mask, {k: v.item() for k, v in last.items()}, offsets)
 
 
-def _finish(body, fit, kp, conf, mask, losses) -> FitResult:
+def _finish(body, fit, kp, conf, mask, losses, offsets) -> FitResult:
     """Centre the depth, measure the fit (keypoint error in pixels, silhouette IoU of the render)."""
     from humanref_cli.perception.silhouette import mask_iou
     from humanref_cli.render.camera import camera_to_world
@@ -277,7 +299,8 @@ def _finish(body, fit, kp, conf, mask, losses) -> FitResult:
         out = forward_params(body, params)
     vertices = out.vertices.detach().cpu().numpy()
     faces = body.faces.cpu().numpy()
-    landmarks_px = project(out.landmarks.detach(), res).cpu().numpy()
+    landmarks = out.landmarks if offsets is None else detector_landmarks(out, offsets)
+    landmarks_px = project(landmarks.detach(), res).cpu().numpy()
     used = ((conf > 0) & out.landmark_valid).cpu().numpy()
     k = kp.double().cpu().numpy()
     target_px = np.stack([(k[:, 0] + 1) * res / 2, (1 - k[:, 1]) * res / 2], -1)

@@ -229,7 +229,9 @@ def _prepare(run, photo: Photo, cfg: PrepConfig, rt, *, user_mask, user_prompt, 
         w_sil=cfg.fit_w_sil,
         w_pose=cfg.fit_w_pose,
         w_shape=cfg.fit_w_shape,
-        w_depth=cfg.fit_w_depth,
+        w_dir=cfg.fit_w_dir,
+        w_upright=cfg.fit_w_upright,
+        detector_offsets=cfg.fit_detector_offsets,
         min_visibility=cfg.min_visibility,
         seed=rt.seed,
     )
@@ -242,7 +244,7 @@ def _prepare(run, photo: Photo, cfg: PrepConfig, rt, *, user_mask, user_prompt, 
             visibility,
             mask,
             settings,
-            depth_px=photo.person.depth / crop.scale,
+            world=photo.person.world,
             on_step=lambda k, s: bar.update(min(k, total), **s),
         )
     rt.info(f"prep: body fit keypoint residual {fit.keypoint_error_px:.1f}px, silhouette IoU {fit.iou:.3f}")
@@ -354,6 +356,8 @@ def _write_outputs(run, photo, crop, rgb, mask, keypoints, fit, front, back, gro
                 {"u": float(u), "v": float(v), "visibility": float(vis), "depth_px": float(d / crop.scale)}
                 for (u, v), vis, d in zip(keypoints, person.visibility, person.depth, strict=True)
             ],
+            "world_m": None if person.world is None else np.round(person.world, 5).tolist(),
+            "world_convention": "mediapipe world landmarks: metres, hip-centred, x right, y down, z away",
             "box": [float(b) for b in box],
             "fitted": [[float(u), float(v)] for u, v in fit.landmarks_px],
         },

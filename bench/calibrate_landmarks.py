@@ -1,0 +1,131 @@
+"""Calibrate where mediapipe's 33 landmarks sit on the anny body (the model and the maths are in
+``humanref_cli/perception/landmark_offsets.py``): render synthetic subjects with known pose, run
+mediapipe on each photo, solve the per-landmark offsets, report the residual before and after on the
+fitted seeds and on held-out ones. Subjects where mediapipe fails outright (mean residual > 25 px)
+are left out and listed. The calibration seeds (default 1000-1047) are disjoint from the evaluation
+seeds (0-99) used by the tests and bench/synthetic.py.
+
+Usage::
+
+    python bench/calibrate_landmarks.py [--seeds 1000-1047] [--work /tmp/hr_calib]
+
+Writes ``humanref_cli/data/mediapipe_anny_offsets.json`` and ``bench/results/calibrate_landmarks.json``
+and prints the per-landmark residual before and after on the fitting and the held-out seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _seeds(spec: str) -> list[int]:
+    a, _, b = spec.partition("-")
+    return list(range(int(a), int(b or a) + 1))
+
+
+def _observe(seed: int, work: Path, body) -> dict:
+    """Detections and ground-truth landmark frames of one synthetic subject (cached as .npz)."""
+    import torch
+    from PIL import Image
+
+    from humanref_cli.geometry.anny_body import BodyParams, forward_params
+    from humanref_cli.perception.person import detect_people
+    from humanref_cli.synth.subject import make_subject
+
+    cache = work / f"obs_{seed}.npz"
+    if cache.exists():
+        return dict(np.load(cache))
+    sdir = work / f"s{seed}"
+    if not (sdir / "gt" / "camera.json").exists():
+        make_subject(sdir, seed, 512, body)
+    rgb = np.asarray(Image.open(sdir / "image.png").convert("RGB"))
+    people = detect_people(rgb, 1)
+    gt = json.loads((sdir / "gt" / "camera.json").read_text())
+    with torch.no_grad():
+        out = forward_params(body, BodyParams.from_dict(gt["body"]))
+    obs = {
+        "found": np.array(bool(people)),
+        "keypoints": people[0].keypoints if people else np.zeros((33, 2), np.float32),
+        "visibility": people[0].visibility if people else np.zeros(33, np.float32),
+        "world": people[0].world if people and people[0].world is not None else np.zeros((33, 3), np.float32),
+        "landmarks": out.landmarks.double().numpy(),
+        "frames": out.landmark_frames.double().numpy(),
+        "valid": out.landmark_valid.numpy(),
+        "res": np.array(rgb.shape[1]),
+    }
+    np.savez(cache, **obs)
+    return obs
+
+
+def main() -> None:
+    from humanref_cli.geometry.anny_body import load_anny
+    from humanref_cli.io import write_json
+    from humanref_cli.perception.landmark_offsets import RIDGE, residuals, solve_offsets, usable
+    from humanref_cli.perception.person import MEDIAPIPE_ID
+    from humanref_cli.synth.subject import MEDIAPIPE_NAMES
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seeds", default="1000-1047", help="calibration seeds, 'a-b' inclusive")
+    ap.add_argument("--holdout", type=int, default=8, help="last N seeds only measured, not fitted")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/hr_calib"))
+    args = ap.parse_args()
+    seeds = _seeds(args.seeds)
+    if min(seeds) < 100:
+        raise SystemExit("calibration seeds must be >= 100: 0-99 are evaluation seeds")
+    args.work.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    body = load_anny()
+    obs = [_observe(s, args.work, body) for s in seeds]
+    failed = [s for s, o in zip(seeds, obs, strict=True) if not usable(o)]
+    print(f"{len(failed)} detector failures left out: {failed}")
+    kept = [(s, o) for s, o in zip(seeds, obs, strict=True) if s not in failed]
+    fitted_seeds, held_seeds = [s for s, _ in kept[: -args.holdout]], [s for s, _ in kept[-args.holdout :]]
+    fit_obs, held = [o for _, o in kept[: -args.holdout]], [o for _, o in kept[-args.holdout :]]
+    offsets = solve_offsets(fit_obs)
+    zero = np.zeros((33, 3))
+    table = {
+        "before_fit": residuals(fit_obs, zero),
+        "after_fit": residuals(fit_obs, offsets),
+        "before_heldout": residuals(held, zero),
+        "after_heldout": residuals(held, offsets),
+    }
+    print(f"{'landmark':18s} {'offset (anny m)':>26s}  fit px before/after  held-out px before/after")
+    for k, name in enumerate(MEDIAPIPE_NAMES):
+        o = ", ".join(f"{x:+.3f}" for x in offsets[k])
+        print(
+            f"{name:18s} {o:>26s}  {table['before_fit'][k]:6.1f} {table['after_fit'][k]:6.1f}"
+            f"        {table['before_heldout'][k]:6.1f} {table['after_heldout'][k]:6.1f}"
+        )
+    means = {k: float(np.nanmean(v)) for k, v in table.items()}
+    print("mean px:", {k: round(v, 2) for k, v in means.items()})
+    data = {
+        "format": "humanref.landmark-offsets v1",
+        "detector": MEDIAPIPE_ID,
+        "frame": "anny units (metres) in the frame of anny_body.LANDMARK_BONES[k]",
+        "seeds_fitted": fitted_seeds,
+        "seeds_heldout": held_seeds,
+        "seeds_left_out": failed,
+        "ridge": RIDGE,
+        "offsets": np.round(offsets, 5).tolist(),
+        "mean_residual_px": {k: round(v, 3) for k, v in means.items()},
+    }
+    write_json(ROOT / "humanref_cli" / "data" / "mediapipe_anny_offsets.json", data)
+    write_json(
+        ROOT / "bench" / "results" / "calibrate_landmarks.json",
+        {
+            **data,
+            "per_landmark_px": {k: np.round(v, 2).tolist() for k, v in table.items()},
+            "seconds": round(time.time() - t0, 1),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""How far a workspace's fitted body (``prep/body.ply``) is from a synthetic subject's ground truth.
+
+The prep crop is not the subject's framing: a fitted world point goes world (y, z) -> crop pixel ->
+photo pixel -> subject world, a uniform scale ``k = side / photo`` and a shift. Depth is unobservable
+from the front, so both bodies' depth extents are centred on the same value before measuring.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from humanref_cli.eval.metrics import geometry_metrics
+
+
+def crop_to_subject_world(vertices: np.ndarray, crop_box: list[float], photo_size: int) -> np.ndarray:
+    """Fitted world vertices ``(N, 3)`` -> the subject's world frame, given ``crop_box_photo``
+    ``(x0, y0, x1, y1)`` from ``prep/camera.json`` and the photo's side in pixels."""
+    x0, y0, x1, _ = crop_box
+    k = (x1 - x0) / photo_size
+    out = np.asarray(vertices, np.float64) * k
+    out[:, 1] += 2 * x0 / photo_size + k - 1
+    out[:, 2] += 1 - 2 * y0 / photo_size - k
+    return out
+
+
+def body_fit_error(prep_dir: Path, subject_dir: Path, n_samples: int = 5000) -> dict[str, float]:
+    """Chamfer / P2S (cm, subject scaled to 1.75 m) and normal consistency of the fitted body against
+    ``subject_dir/gt/mesh.ply``."""
+    import trimesh
+
+    cam = json.loads((Path(prep_dir) / "camera.json").read_text())
+    gt_cam = json.loads((Path(subject_dir) / "gt" / "camera.json").read_text())
+    fitted = trimesh.load(Path(prep_dir) / "body.ply", process=False, force="mesh")
+    gt = trimesh.load(Path(subject_dir) / "gt" / "mesh.ply", process=False, force="mesh")
+    v = crop_to_subject_world(fitted.vertices, cam["crop_box_photo"], int(gt_cam["size"][0]))
+    gv = np.asarray(gt.vertices, np.float64)
+    v[:, 0] += (gv[:, 0].min() + gv[:, 0].max() - v[:, 0].min() - v[:, 0].max()) / 2
+    return geometry_metrics(v, np.asarray(fitted.faces), gv, np.asarray(gt.faces), n_samples=n_samples)
