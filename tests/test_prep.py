@@ -423,3 +423,17 @@ def test_marigold_frame_conversion():
     )  # world +x: towards the camera
     np.testing.assert_allclose(marigold_to_world(right)[0, 0], [0, 1, 0])  # image right = world +y
     np.testing.assert_allclose(marigold_to_world(up)[0, 0], [0, 0, 1])
+
+
+def test_mediapipe_native_log_noise_is_filtered_but_other_stderr_passes(capfd):
+    import os
+
+    from humanref_cli.perception.person import _filtered_native_stderr
+
+    with _filtered_native_stderr():
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
+        os.write(2, b"W0000 00:00:1795497336.44 11207 feedback.cc:114] Feedback manager requires\n")
+        os.write(2, b"a real error from native code\n")
+    err = capfd.readouterr().err
+    assert "a real error from native code" in err
+    assert "XNNPACK" not in err and "Feedback manager" not in err

@@ -8,7 +8,11 @@ so ``--person 0`` (the default) is the largest and ``--person N`` picks another.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import sys
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,21 +116,53 @@ def _paint_out(rgb: np.ndarray, person: Person) -> np.ndarray:
     return out
 
 
+_NATIVE_NOISE = re.compile(
+    r"^(INFO: Created TensorFlow Lite|WARNING: All log messages before absl|[IW]\d{4} \d\d:\d\d:\d\d)"
+)
+
+
+@contextlib.contextmanager
+def _filtered_native_stderr():
+    """Route file descriptor 2 to a temporary file while mediapipe runs, then pass on every line that
+    is not one of its known start-up INFO/WARNING lines. Its C++ and TFLite loggers write to the
+    descriptor directly (``GLOG_minloglevel`` does not silence the absl lines), so ``sys.stderr``
+    redirection would not catch them."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            log.seek(0)
+            kept = [
+                line
+                for line in log.read().decode("utf-8", "replace").splitlines()
+                if line.strip() and not _NATIVE_NOISE.match(line)
+            ]
+            if kept:
+                print("\n".join(kept), file=sys.stderr)
+
+
 def detect_people(rgb: np.ndarray, max_people: int = 4) -> list[Person]:
     """All people mediapipe finds in ``rgb (H, W, 3)`` uint8, largest box first (maybe empty)."""
-    # mediapipe's C++ logging floods stderr with INFO/WARNING lines unless told otherwise at import.
     os.environ.setdefault("GLOG_minloglevel", "2")
-    import mediapipe as mp
-
     people: list[Person] = []
     image = np.ascontiguousarray(rgb)
-    with mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1, enable_segmentation=True) as pose:
-        for _ in range(max_people):
-            person = _pose_once(pose, image)
-            if person is None or any(_box_iou(person.box, p.box) > 0.5 for p in people):
-                break
-            people.append(person)
-            image = _paint_out(image, person)
+    with _filtered_native_stderr():
+        import mediapipe as mp
+
+        pose_cfg = {"static_image_mode": True, "model_complexity": 1, "enable_segmentation": True}
+        with mp.solutions.pose.Pose(**pose_cfg) as pose:
+            for _ in range(max_people):
+                person = _pose_once(pose, image)
+                if person is None or any(_box_iou(person.box, p.box) > 0.5 for p in people):
+                    break
+                people.append(person)
+                image = _paint_out(image, person)
     return sorted(people, key=lambda p: p.area, reverse=True)
 
 
