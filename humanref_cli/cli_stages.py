@@ -43,6 +43,9 @@ RequireGuidanceOpt = Annotated[
     bool, typer.Option("--require-guidance", help="Exit 5 instead of running without the diffusion model.")
 ]
 StepsOpt = Annotated[int | None, typer.Option("--steps", min=1, help="Number of optimisation steps.")]
+PromptOpt = Annotated[str | None, typer.Option("--prompt", help="Text prompt (else caption).")]
+MaskOpt = Annotated[Path | None, typer.Option("--mask", help="Silhouette image (white = person).")]
+AllowPartialOpt = Annotated[bool, typer.Option("--allow-partial", help="Accept a photo without legs.")]
 
 
 def _models_dir(option: Path | None) -> Path:
@@ -52,7 +55,10 @@ def _models_dir(option: Path | None) -> Path:
     return resolve_models_dir(option)
 
 
-def _guidance_sets(sets: list[str], guidance: str | None, strategy: int | None, require: bool) -> list[str]:
+def _optim_sets(
+    sets: list[str], guidance: str | None, strategy: int | None, require: bool, steps: int | None
+) -> list[str]:
+    """``--set`` items followed by those the coarse/refine options stand for (later ones win)."""
     extra = list(sets)
     if guidance is not None:
         extra.append(f"guidance.mode={guidance}")
@@ -60,7 +66,19 @@ def _guidance_sets(sets: list[str], guidance: str | None, strategy: int | None, 
         extra.append(f"guidance.strategy={strategy}")
     if require:
         extra.append("guidance.require_guidance=true")
+    if steps is not None:
+        extra.append(f"steps={steps}")
     return extra
+
+
+def _config_and_runtime(
+    stage: str, preset: str, sets: list[str], config: Path | None, device: str, seed: int, quiet: bool
+):
+    """The stage's resolved config and a seeded Runtime."""
+    cfg = resolve_config(stage, preset, sets, config)
+    rt = make_runtime(device, seed, quiet)
+    rt.seed_everything()
+    return cfg, rt
 
 
 @handle_errors
@@ -68,14 +86,12 @@ def prep(
     photo: PhotoArg,
     ws: WsArg,
     res: Annotated[int | None, typer.Option("--res", min=64, max=2048, help="Crop size (512).")] = None,
-    mask: Annotated[Path | None, typer.Option("--mask", help="Silhouette image (white = person).")] = None,
+    mask: MaskOpt = None,
     person: Annotated[
         int | None, typer.Option("--person", min=0, help="Which person, largest first.")
     ] = None,
-    allow_partial: Annotated[
-        bool, typer.Option("--allow-partial", help="Accept a photo without legs.")
-    ] = False,
-    prompt: Annotated[str | None, typer.Option("--prompt", help="Text prompt (else caption).")] = None,
+    allow_partial: AllowPartialOpt = False,
+    prompt: PromptOpt = None,
     preset: PresetOpt = "auto",
     set_: SetOpt = None,
     config: ConfigOpt = None,
@@ -94,9 +110,7 @@ def prep(
     from humanref_cli.stages.prep import run_prep
 
     sets = list(set_ or []) + ([f"res={res}"] if res is not None else [])
-    cfg = resolve_config("prep", preset, sets, config)
-    rt = make_runtime(device, seed, quiet)
-    rt.seed_everything()
+    cfg, rt = _config_and_runtime("prep", preset, sets, config, device, seed, quiet)
     result = run_prep(
         Workspace(ws),
         photo,
@@ -109,38 +123,6 @@ def prep(
         prompt=prompt,
         models_dir=_models_dir(models_dir),
     )
-    emit(result, as_json, print_paths)
-
-
-def _optim_command(
-    stage: str,
-    ws,
-    preset,
-    set_,
-    config,
-    steps,
-    guidance,
-    strategy,
-    require_guidance,
-    force,
-    models_dir,
-    device,
-    seed,
-    quiet,
-    as_json,
-    extra_sets=(),
-):
-    sets = _guidance_sets(list(set_ or []) + list(extra_sets), guidance, strategy, require_guidance)
-    if steps is not None:
-        sets.append(f"steps={steps}")
-    cfg = resolve_config(stage, preset, sets, config)
-    rt = make_runtime(device, seed, quiet)
-    rt.seed_everything()
-    if stage == "coarse":
-        from humanref_cli.stages.coarse import run_coarse as run_stage
-    else:
-        from humanref_cli.stages.refine import run_refine as run_stage
-    result = run_stage(Workspace(ws), cfg, rt, force=force, models_dir=_models_dir(models_dir))
     emit(result, as_json, print_paths)
 
 
@@ -166,23 +148,12 @@ def coarse(
 
     Example: humanref coarse ws/ --preset fast
     """
-    _optim_command(
-        "coarse",
-        ws,
-        preset,
-        set_,
-        config,
-        steps,
-        guidance,
-        strategy,
-        require_guidance,
-        force,
-        models_dir,
-        device,
-        seed,
-        quiet,
-        as_json,
-    )
+    from humanref_cli.stages.coarse import run_coarse
+
+    sets = _optim_sets(list(set_ or []), guidance, strategy, require_guidance, steps)
+    cfg, rt = _config_and_runtime("coarse", preset, sets, config, device, seed, quiet)
+    result = run_coarse(Workspace(ws), cfg, rt, force=force, models_dir=_models_dir(models_dir))
+    emit(result, as_json, print_paths)
 
 
 @handle_errors
@@ -210,25 +181,13 @@ def refine(
 
     Example: humanref refine ws/ --res 512
     """
-    extra = [f"res={res}"] if res is not None else []
-    _optim_command(
-        "refine",
-        ws,
-        preset,
-        set_,
-        config,
-        steps,
-        guidance,
-        strategy,
-        require_guidance,
-        force,
-        models_dir,
-        device,
-        seed,
-        quiet,
-        as_json,
-        extra_sets=extra,
-    )
+    from humanref_cli.stages.refine import run_refine
+
+    res_sets = [f"res={res}"] if res is not None else []
+    sets = _optim_sets(list(set_ or []) + res_sets, guidance, strategy, require_guidance, steps)
+    cfg, rt = _config_and_runtime("refine", preset, sets, config, device, seed, quiet)
+    result = run_refine(Workspace(ws), cfg, rt, force=force, models_dir=_models_dir(models_dir))
+    emit(result, as_json, print_paths)
 
 
 @handle_errors
@@ -251,14 +210,9 @@ def texture(
     """
     from humanref_cli.stages.texture import run_texture
 
-    cfg = resolve_config("texture", preset, list(set_ or []), config)
-    rt = make_runtime(device, seed, quiet)
-    rt.seed_everything()
-    emit(
-        run_texture(Workspace(ws), cfg, rt, force=force, models_dir=_models_dir(models_dir)),
-        as_json,
-        print_paths,
-    )
+    cfg, rt = _config_and_runtime("texture", preset, list(set_ or []), config, device, seed, quiet)
+    result = run_texture(Workspace(ws), cfg, rt, force=force, models_dir=_models_dir(models_dir))
+    emit(result, as_json, print_paths)
 
 
 @handle_errors
@@ -289,9 +243,7 @@ def export(
         sets.append(f"formats={format_}")
     if faces is not None:
         sets.append(f"faces={faces}")
-    cfg = resolve_config("export", preset, sets, config)
-    rt = make_runtime(device, seed, quiet)
-    rt.seed_everything()
+    cfg, rt = _config_and_runtime("export", preset, sets, config, device, seed, quiet)
     emit(run_export(Workspace(ws), cfg, rt, force=force), as_json, print_paths)
 
 
@@ -306,11 +258,9 @@ def run(
     config: ConfigOpt = None,
     guidance: GuidanceOpt = None,
     require_guidance: RequireGuidanceOpt = False,
-    prompt: Annotated[str | None, typer.Option("--prompt", help="Text prompt (else caption).")] = None,
-    mask: Annotated[Path | None, typer.Option("--mask", help="Silhouette image (white = person).")] = None,
-    allow_partial: Annotated[
-        bool, typer.Option("--allow-partial", help="Accept a photo without legs.")
-    ] = False,
+    prompt: PromptOpt = None,
+    mask: MaskOpt = None,
+    allow_partial: AllowPartialOpt = False,
     force: ForceOpt = False,
     models_dir: ModelsDirOpt = None,
     device: DeviceOpt = "auto",

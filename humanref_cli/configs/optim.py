@@ -249,6 +249,18 @@ def _cpu_views(views: ViewConfig) -> ViewConfig:
     return replace(views, ref_every=3, ref_every_late=3)
 
 
+def _scaled_fields(cfg: CoarseConfig | RefineConfig, f: float) -> dict:
+    """Fields both stages' fast and cpu presets replace: schedule and preview cadence scaled by ``f``."""
+    loss, views, guidance = _scaled_schedule(cfg.loss, cfg.views, cfg.guidance, f)
+    optim = replace(cfg.optim, preview_every=int(500 * f))
+    return {"loss": loss, "views": views, "guidance": guidance, "optim": optim}
+
+
+def _cpu_fields(cfg: CoarseConfig | RefineConfig) -> dict:
+    """Fields both stages' cpu presets replace (the deviations listed above ``CPU_OPTIM``)."""
+    return {"mesh_res": 128, "views": _cpu_views(cfg.views), "optim": replace(cfg.optim, **CPU_OPTIM)}
+
+
 def coarse_preset(name: str) -> CoarseConfig:
     """``paper``: steps 0-3000, 64 -> 256 px. ``fast``: a quarter of it. ``cpu``: 75 steps at 64 px."""
     _check(name)
@@ -256,16 +268,12 @@ def coarse_preset(name: str) -> CoarseConfig:
     if name == "paper":
         return cfg
     f = CPU_FACTOR if name == "cpu" else FAST_FACTOR
-    loss, views, guidance = _scaled_schedule(cfg.loss, cfg.views, cfg.guidance, f)
     cfg = replace(
         cfg,
         steps=int(3000 * f),
         res_double_every=int(1000 * f),
-        loss=loss,
-        views=views,
-        guidance=guidance,
         init_steps=int(cfg.init_steps * f * 2) if name == "cpu" else int(cfg.init_steps * f),
-        optim=replace(cfg.optim, preview_every=int(500 * f)),
+        **_scaled_fields(cfg, f),
     )
     if name == "cpu":
         cfg = replace(
@@ -273,10 +281,8 @@ def coarse_preset(name: str) -> CoarseConfig:
             res_start=64,
             res_max=64,
             loss_res=64,
-            mesh_res=128,
             geometry=replace(cfg.geometry, inv_std_init_theta=CPU_INV_STD_THETA),
-            views=_cpu_views(cfg.views),
-            optim=replace(cfg.optim, **CPU_OPTIM),
+            **_cpu_fields(cfg),
         )
     return cfg
 
@@ -288,23 +294,7 @@ def refine_preset(name: str) -> RefineConfig:
     if name == "paper":
         return cfg
     f = CPU_FACTOR if name == "cpu" else FAST_FACTOR
-    loss, views, guidance = _scaled_schedule(cfg.loss, cfg.views, cfg.guidance, f)
-    cfg = replace(
-        cfg,
-        start_step=int(3000 * f),
-        steps=int(9000 * f),
-        loss=loss,
-        views=views,
-        guidance=guidance,
-        optim=replace(cfg.optim, preview_every=int(500 * f)),
-    )
+    cfg = replace(cfg, start_step=int(3000 * f), steps=int(9000 * f), **_scaled_fields(cfg, f))
     if name == "cpu":
-        cfg = replace(
-            cfg,
-            res=128,
-            loss_res=128,
-            mesh_res=128,
-            views=_cpu_views(cfg.views),
-            optim=replace(cfg.optim, **CPU_OPTIM),
-        )
+        cfg = replace(cfg, res=128, loss_res=128, **_cpu_fields(cfg))
     return cfg

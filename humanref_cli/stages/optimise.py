@@ -36,6 +36,11 @@ def guidance_models(cfg, models_dir: Path | None) -> dict[str, str]:
     return {role: model_id(role) for role in ("sd15", "clip", "lpips") if find_model(role, models_dir)}
 
 
+def guidance_config(cfg, require_guidance: bool):
+    """``cfg.guidance``, made strict (exit 5 without the diffusion model) when the caller requires it."""
+    return replace(cfg.guidance, require_guidance=True) if require_guidance else cfg.guidance
+
+
 def run_optim_stage(
     name: str,
     ws: Workspace,
@@ -44,18 +49,22 @@ def run_optim_stage(
     *,
     inputs: list[Path],
     make_field: Callable[[Any, bool], Any],
-    force: bool,
-    models_dir: Path | None,
-    require_guidance: bool,
+    force: bool = False,
+    models_dir: Path | None = None,
+    require_guidance: bool = False,
 ) -> dict[str, Any]:
-    """Run stage ``name``; ``make_field(device, fresh)`` gives the start field (``fresh``: not resuming)."""
+    """Run stage ``name``; ``make_field(device, fresh)`` gives the start field (``fresh``: not resuming).
+
+    ``force`` reruns a fresh stage and discards its checkpoint; ``models_dir`` is where the guidance's
+    models are looked up; ``require_guidance`` fails instead of falling back when they are missing.
+    """
     from humanref_cli.geometry.field import save_field
     from humanref_cli.guidance.build import build_guidance
     from humanref_cli.render.occupancy import OccupancyGrid
     from humanref_cli.train.data import load_train_data
-    from humanref_cli.train.loop import LoopIO, train
+    from humanref_cli.train.loop import train
 
-    gcfg = replace(cfg.guidance, require_guidance=True) if require_guidance else cfg.guidance
+    gcfg = guidance_config(cfg, require_guidance)
     models = guidance_models(gcfg, models_dir)
     key = ws.stage_key(name, cfg, inputs, models)
     if not force and ws.is_fresh(name, key):
@@ -79,13 +88,7 @@ def run_optim_stage(
         ).to(rt.device)
         if resume is None:
             occupancy.build(field)
-        io = LoopIO(
-            key=key,
-            ckpt_path=run.dir / "ckpt" / "last.pt",
-            preview_dir=run.dir / "preview",
-            resume_from=resume,
-            on_step=run.set_step,
-        )
+        io = stage_loop_io(run, key, resume)
         scalars = train(field, occupancy, data, cfg, rt, io, guidance=guidance)
         run.set_step(cfg.end_step, flush=True)
         paths = save_field(field, run.dir)
@@ -99,6 +102,19 @@ def run_optim_stage(
         "steps": cfg.end_step,
         "losses": scalars,
     }
+
+
+def stage_loop_io(run, key: str, resume: Path | None):
+    """The training loop's ``LoopIO`` for a stage run: ``ckpt/last.pt`` and ``preview/`` in its folder."""
+    from humanref_cli.train.loop import LoopIO
+
+    return LoopIO(
+        key=key,
+        ckpt_path=run.dir / "ckpt" / "last.pt",
+        preview_dir=run.dir / "preview",
+        resume_from=resume,
+        on_step=run.set_step,
+    )
 
 
 def write_mesh(field, path: Path, resolution: int, chunk: int) -> Path:

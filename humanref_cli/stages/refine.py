@@ -7,22 +7,14 @@ installed. Starts from ``coarse/field.safetensors``; writes the same files under
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from humanref_cli.stages.optimise import prep_inputs, run_optim_stage
 from humanref_cli.workspace import Workspace
 
 
-def run_refine(
-    ws: Workspace,
-    cfg,
-    rt,
-    *,
-    force: bool = False,
-    models_dir: Path | None = None,
-    require_guidance: bool = False,
-) -> dict[str, Any]:
+def run_refine(ws: Workspace, cfg, rt, **options: Any) -> dict[str, Any]:
+    """Run the stage; ``options`` are ``run_optim_stage``'s: force, models_dir, require_guidance."""
     ws.require("coarse")
     coarse_dir = ws.root / "coarse"
     inputs = prep_inputs(ws) + [coarse_dir / "field.safetensors", coarse_dir / "field.json"]
@@ -32,14 +24,4 @@ def run_refine(
 
         return load_field(coarse_dir, device)
 
-    return run_optim_stage(
-        "refine",
-        ws,
-        cfg,
-        rt,
-        inputs=inputs,
-        make_field=make_field,
-        force=force,
-        models_dir=models_dir,
-        require_guidance=require_guidance,
-    )
+    return run_optim_stage("refine", ws, cfg, rt, inputs=inputs, make_field=make_field, **options)

@@ -78,12 +78,10 @@ def run_texture(
     models_dir: Path | None = None,
     require_guidance: bool = False,
 ) -> dict[str, Any]:
-    from dataclasses import replace
-
-    from humanref_cli.stages.optimise import guidance_models
+    from humanref_cli.stages.optimise import guidance_config, guidance_models
 
     ws.require("refine")
-    gcfg = replace(cfg.guidance, require_guidance=True) if require_guidance else cfg.guidance
+    gcfg = guidance_config(cfg, require_guidance)
     models = guidance_models(gcfg, models_dir) if cfg.refine_steps > 0 else {}
     inputs = texture_inputs(ws, bool(models))
     key = ws.stage_key("texture", cfg, inputs, models)
@@ -179,8 +177,8 @@ def _refine(ws: Workspace, cfg, rt, run, key: str, resume: Path | None, guidance
     from humanref_cli.geometry.formats import TexturedMesh, read_obj, smooth_normals
     from humanref_cli.io import read_png, write_png
     from humanref_cli.render.turntable import contact_sheet
+    from humanref_cli.stages.optimise import stage_loop_io
     from humanref_cli.train.data import load_train_data
-    from humanref_cli.train.loop import LoopIO
     from humanref_cli.train.texture_fit import LearnableTexture, MeshTensors, fit_texture, pyramid_finest
 
     mesh = read_obj(run.dir / "mesh.obj")
@@ -206,13 +204,7 @@ def _refine(ws: Workspace, cfg, rt, run, key: str, resume: Path | None, guidance
             ),
         )
 
-    io = LoopIO(
-        key=key,
-        ckpt_path=run.dir / "ckpt" / "last.pt",
-        preview_dir=run.dir / "preview",
-        resume_from=resume,
-        on_step=run.set_step,
-    )
+    io = stage_loop_io(run, key, resume)
     scalars = fit_texture(texture, tensors, data, cfg, rt, io, guidance=guidance, preview=preview)
     write_png(run.dir / "albedo.png", texture.to_uint8())  # mesh.obj/.mtl already point at it
     return scalars
