@@ -4,6 +4,7 @@ The photo is checked and the person found *before* the workspace is touched, so 
 never wipes an earlier good prep. Then, inside the stage record: silhouette (mask file > alpha > SAM >
 mediapipe), the square crop, the anny body fit, normal maps, parsing and regions, the prompt and a
 contact sheet. Full-quality models are used when present and enabled; the manifest says which ran.
+The per-product helpers live in ``prep_products`` and the file writers in ``prep_outputs``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import numpy as np
 
 from humanref_cli.configs.prep import PrepConfig
 from humanref_cli.errors import UsageError
-from humanref_cli.io import save_npy, write_bytes, write_json, write_png, write_text
+from humanref_cli.io import write_bytes
+from humanref_cli.stages.prep_outputs import write_outputs, write_report
+from humanref_cli.stages.prep_products import body_parsing, normal_maps, photo_prompt
 from humanref_cli.workspace import Workspace
 
 OUTPUTS = (
@@ -200,14 +203,64 @@ def _sam_silhouette(photo: Photo, cfg: PrepConfig, rt, sam_dir: Path, mp_mask: n
 
 def _prepare(run, photo: Photo, cfg: PrepConfig, rt, *, user_mask, user_prompt, found) -> dict[str, Any]:
     """The stage body: write every output of ``ws/prep`` and record the notes."""
-    from humanref_cli.perception.bodyfit import FitSettings, fit_body
-    from humanref_cli.perception.crop import crop_array, square_crop
-    from humanref_cli.perception.silhouette import bbox, finish_crop_mask
-
     out = run.dir
     loaded = photo.loaded
     write_bytes(out / f"input.{loaded.extension}", loaded.path.read_bytes())
     run.add_output(out / f"input.{loaded.extension}")
+
+    c = _crop_and_mask(photo, cfg, rt, user_mask, found)
+    fit, face_parts, fit_ok = _fit_body(photo, c, cfg, rt, out / "report.png")
+    front, back, normals_source = normal_maps(fit, c.mask, c.rgb, rt, found)
+    groups, regions, parsing_source = body_parsing(fit, face_parts, c.mask, c.rgb, rt, found)
+    prompt = photo_prompt(c.rgb, c.mask, user_prompt, rt, found)
+    used = _models_used(
+        run.record["models"],
+        silhouette=c.source,
+        normals=normals_source,
+        parsing=parsing_source,
+        prompt=prompt.source,
+    )
+
+    write_outputs(run, photo, c.crop, c.rgb, c.mask, c.keypoints, fit, front, back, groups, regions, prompt)
+    run.add_output(*(out / name for name in OUTPUTS if name != "report.png"))
+    notes = {
+        "mask_source": c.source,
+        "mask_eroded_px": c.erode_px,
+        "people_found": photo.people,
+        "person": photo.index,
+        "keypoint_residual_px": round(fit.keypoint_error_px, 3),
+        "silhouette_iou": round(fit.iou, 4),
+        "fit_ok": fit_ok,
+        "normals_source": normals_source,
+        "parsing_source": parsing_source,
+        "prompt_source": prompt.source,
+        "prompt": prompt.text,
+        "models_used": used,
+    }
+    visibility = photo.person.visibility
+    write_report(run, c.rgb, c.mask, c.keypoints, visibility, fit, front, back, groups, regions, notes, cfg)
+    run.add_output(out / "report.png")
+    run.note(**notes)
+    return notes
+
+
+@dataclass(frozen=True)
+class Cropped:
+    """The person's square crop: ``rgb`` ``(res, res, 3)`` uint8 composited on white, bool ``mask``
+    ``(res, res)``, ``keypoints`` ``(33, 2)`` in crop pixels, the silhouette's source and its erosion."""
+
+    crop: Any
+    rgb: np.ndarray
+    mask: np.ndarray
+    keypoints: np.ndarray
+    source: str
+    erode_px: int
+
+
+def _crop_and_mask(photo: Photo, cfg: PrepConfig, rt, user_mask: Path | None, found: dict) -> Cropped:
+    """Silhouette, square crop around it, the crop's mask (finished at 2x then downsampled) and keypoints."""
+    from humanref_cli.perception.crop import crop_array, square_crop
+    from humanref_cli.perception.silhouette import bbox, finish_crop_mask
 
     silhouette, mask_source = _silhouette(photo, cfg, rt, user_mask, found)
     crop = square_crop(bbox(silhouette), cfg.res, cfg.box_scale, photo.scale)
@@ -218,10 +271,15 @@ def _prepare(run, photo: Photo, cfg: PrepConfig, rt, *, user_mask, user_prompt, 
     )
     rgb = np.where(mask[..., None], rgb, 255).astype(np.uint8)  # composited on white, as the released crop
     keypoints = crop.to_crop(photo.person.keypoints)
-    visibility = photo.person.visibility
     rt.info(f"prep: silhouette from {mask_source}; crop {crop.side}px -> {cfg.res}px")
+    return Cropped(crop, rgb, mask, keypoints, mask_source, erode)
 
+
+def _fit_body(photo: Photo, c: Cropped, cfg: PrepConfig, rt, report: Path):
+    """Fit anny to the crop's keypoints and mask: ``(fit, face_parts, fit_ok)``, ``face_parts`` the
+    body's per-face part labels; warns (pointing at ``report``) when the silhouette IoU is poor."""
     from humanref_cli.geometry.anny_body import load_anny
+    from humanref_cli.perception.bodyfit import FitSettings, fit_body
 
     settings = FitSettings(
         steps_keypoints=cfg.fit_steps_keypoints,
@@ -240,9 +298,9 @@ def _prepare(run, photo: Photo, cfg: PrepConfig, rt, *, user_mask, user_prompt, 
         body = load_anny()
         fit = fit_body(
             body,
-            keypoints,
-            visibility,
-            mask,
+            c.keypoints,
+            photo.person.visibility,
+            c.mask,
             settings,
             world=photo.person.world,
             on_step=lambda k, s: bar.update(min(k, total), **s),
@@ -252,173 +310,19 @@ def _prepare(run, photo: Photo, cfg: PrepConfig, rt, *, user_mask, user_prompt, 
     if not fit_ok:
         rt.warn(
             f"THE BODY FIT IS POOR: silhouette IoU {fit.iou:.2f} < {cfg.fit_min_iou} "
-            f"(keypoint residual {fit.keypoint_error_px:.1f}px). Check {out / 'report.png'}; "
+            f"(keypoint residual {fit.keypoint_error_px:.1f}px). Check {report}; "
             "a cleaner full-body photo or --mask may help"
         )
+    return fit, body.face_parts.cpu().numpy(), fit_ok
 
-    front, back, normals_source = _normals(fit, mask, rgb, rt, found)
-    groups, regions, parsing_source = _parsing(fit, body.face_parts.cpu().numpy(), mask, rgb, rt, found)
-    prompt = _prompt(rgb, mask, user_prompt, rt, found)
-    ids = run.record["models"]
-    used = {
+
+def _models_used(ids: dict, *, silhouette: str, normals: str, parsing: str, prompt: str) -> dict[str, str]:
+    """Product -> the model id (from the record's ``ids``) or source name that made it."""
+    return {
         "keypoints": ids["keypoints"],
         "body": ids["body"],
-        "silhouette": ids["sam"] if mask_source == "sam" else mask_source,
-        "normal_front": ids["marigold_normals"] if normals_source == "marigold" else ids["body"],
-        "parsing": ids["segformer_parser"] if parsing_source == "segformer" else ids["body"],
-        "prompt": ids["blip"] if prompt.source == "blip" else prompt.source,
+        "silhouette": ids["sam"] if silhouette == "sam" else silhouette,
+        "normal_front": ids["marigold_normals"] if normals == "marigold" else ids["body"],
+        "parsing": ids["segformer_parser"] if parsing == "segformer" else ids["body"],
+        "prompt": ids["blip"] if prompt == "blip" else prompt,
     }
-
-    _write_outputs(run, photo, crop, rgb, mask, keypoints, fit, front, back, groups, regions, prompt)
-    notes = {
-        "mask_source": mask_source,
-        "mask_eroded_px": erode,
-        "people_found": photo.people,
-        "person": photo.index,
-        "keypoint_residual_px": round(fit.keypoint_error_px, 3),
-        "silhouette_iou": round(fit.iou, 4),
-        "fit_ok": fit_ok,
-        "normals_source": normals_source,
-        "parsing_source": parsing_source,
-        "prompt_source": prompt.source,
-        "prompt": prompt.text,
-        "models_used": used,
-    }
-    _write_report(run, rgb, mask, keypoints, visibility, fit, front, back, groups, regions, notes, cfg)
-    run.note(**notes)
-    return notes
-
-
-def _normals(fit, mask, rgb, rt, found) -> tuple[np.ndarray, np.ndarray, str]:
-    from humanref_cli.perception.normals import body_normal_maps, marigold_front_normals
-
-    front, back = body_normal_maps(fit.vertices, fit.faces, mask)
-    if "marigold_normals" not in found:
-        return front, back, "body"
-    rt.info("prep: front normals from Marigold")
-    return marigold_front_normals(found["marigold_normals"], rgb, mask, rt.device), back, "marigold"
-
-
-def _parsing(fit, face_parts, mask, rgb, rt, found) -> tuple[np.ndarray, dict, str]:
-    """Body groups ``(H, W)`` uint8, the regions dict and the source name."""
-    from humanref_cli.perception import parsing as P
-    from humanref_cli.render.camera import camera_to_world
-    from humanref_cli.render.raster import MeshRasterizer
-
-    if "segformer_parser" in found:
-        from humanref_cli.perception.segformer import load_parser, parse_lip
-
-        rt.info("prep: parsing with SegFormer")
-        model, processor = load_parser(found["segformer_parser"], rt.device)
-        lip = np.where(mask, parse_lip(model, processor, rgb), 0).astype(np.uint8)
-        return P.groups_from_lip(lip), P.regions_from_lip(lip, mask, "segformer"), "segformer"
-    h, w = mask.shape
-    with MeshRasterizer(w, h) as raster:
-        labels = raster.labels(fit.vertices, fit.faces, face_parts, camera_to_world(0.0, 0.0, 1.0))
-    groups = P.refine_legs_by_colour(P.fill_silhouette(labels.astype(np.uint8), mask), rgb)
-    return groups, P.regions_from_lip(P.lip_from_groups(groups), mask, "body"), "body"
-
-
-def _prompt(rgb, mask, user_prompt, rt, found):
-    from humanref_cli.perception.prompt import blip_caption, make_prompt
-
-    caption = None
-    if not user_prompt and "blip" in found:
-        caption = blip_caption(found["blip"], rgb, rt.device)
-        rt.info(f"prep: BLIP caption: {caption!r}")
-    return make_prompt(user_prompt, caption)
-
-
-def _write_outputs(run, photo, crop, rgb, mask, keypoints, fit, front, back, groups, regions, prompt) -> None:
-    import torch
-    import trimesh
-
-    from humanref_cli.geometry.anny_body import anny_to_world_rotation
-    from humanref_cli.io import atomic_path
-    from humanref_cli.perception.bodyfit import ANNY_ID
-    from humanref_cli.perception.normals import to_png
-    from humanref_cli.perception.person import MEDIAPIPE_ID
-
-    out = run.dir
-    m8 = mask.astype(np.uint8) * 255
-    write_png(out / "image.png", np.concatenate([rgb, m8[..., None]], axis=-1))
-    write_png(out / "mask.png", m8)
-    person = photo.person
-    box = crop.to_crop(np.array(person.box, np.float64).reshape(2, 2)).reshape(-1)
-    write_json(
-        out / "keypoints.json",
-        {
-            "source": MEDIAPIPE_ID,
-            "person": photo.index,
-            "people_found": photo.people,
-            "pixel_convention": "crop pixels (u, v), pixel centres at i + 0.5",
-            "landmarks": [
-                {"u": float(u), "v": float(v), "visibility": float(vis), "depth_px": float(d / crop.scale)}
-                for (u, v), vis, d in zip(keypoints, person.visibility, person.depth, strict=True)
-            ],
-            "world_m": None if person.world is None else np.round(person.world, 5).tolist(),
-            "world_convention": "mediapipe world landmarks: metres, hip-centred, x right, y down, z away",
-            "box": [float(b) for b in box],
-            "fitted": [[float(u), float(v)] for u, v in fit.landmarks_px],
-        },
-    )
-    rot = anny_to_world_rotation(torch.tensor(fit.params.global_rotation, dtype=torch.float64)).tolist()
-    write_json(
-        out / "body.json",
-        {
-            "model": ANNY_ID,
-            "params": fit.params.to_dict(),
-            "anny_to_world": {
-                "formula": "x_world = scale * rotation @ x_anny + translation",
-                "rotation": rot,
-                "scale": fit.params.scale,
-                "translation": fit.params.translation,
-            },
-            "fit": {
-                "keypoint_error_px": fit.keypoint_error_px,
-                "silhouette_iou": fit.iou,
-                "losses": fit.losses,
-                "landmarks_used": [int(i) for i in np.nonzero(fit.landmarks_used)[0]],
-            },
-        },
-    )
-    with atomic_path(out / "body.ply") as tmp:
-        tmp.write_bytes(trimesh.Trimesh(fit.vertices, fit.faces, process=False).export(file_type="ply"))
-    for side, n in (("front", front), ("back", back)):
-        write_png(out / f"normal_{side}.png", to_png(n))
-        save_npy(out / f"normal_{side}.npy", n.astype(np.float32))
-    write_png(out / "parsing.png", groups.astype(np.uint8))
-    write_json(out / "regions.json", regions)
-    write_text(out / "prompt.txt", prompt.to_text())
-    write_json(out / "camera.json", crop.camera_json(photo.loaded.size, photo.loaded.exif_rotated))
-    run.add_output(*(out / name for name in OUTPUTS if name != "report.png"))
-
-
-def _write_report(
-    run, rgb, mask, keypoints, visibility, fit, front, back, groups, regions, notes, cfg
-) -> None:
-    from humanref_cli.perception.normals import to_png
-    from humanref_cli.perception.parsing import group_colours
-    from humanref_cli.perception.report import body_overlay, contact_sheet
-
-    caption = (
-        f"mask: {notes['mask_source']}  keypoint residual {notes['keypoint_residual_px']:.1f}px  "
-        f"silhouette IoU {notes['silhouette_iou']:.3f}{'' if notes['fit_ok'] else ' (POOR FIT)'}  "
-        f"normals: {notes['normals_source']}  parsing: {notes['parsing_source']}  prompt: {notes['prompt']}"
-    )
-    sheet = contact_sheet(
-        rgb,
-        mask,
-        keypoints,
-        visibility,
-        fit.landmarks_px,
-        body_overlay(rgb, fit.vertices, fit.faces),
-        to_png(front),
-        to_png(back),
-        group_colours(groups),
-        regions,
-        caption,
-        cfg.min_visibility,
-    )
-    write_png(run.dir / "report.png", sheet)
-    run.add_output(run.dir / "report.png")
