@@ -74,7 +74,11 @@ def synth(
     """
     from humanref_cli.synth.subject import make_subject
 
-    result = make_subject(out, seed=seed, res=res)
+    def notice(message: str) -> None:
+        if not quiet:
+            typer.echo(f"synth: {message}", err=True)
+
+    result = make_subject(out, seed=seed, res=res, on_first_build=notice)
     emit(result, as_json, print_paths)
 
 

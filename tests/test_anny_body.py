@@ -150,3 +150,16 @@ def test_fit_to_crop_frames_the_front_box(rest):
     lo, hi = v.min(0).values, v.max(0).values
     assert max(float(hi[1] - lo[1]), float(hi[2] - lo[2])) == pytest.approx(1.8)
     torch.testing.assert_close(lo + hi, torch.zeros(3, dtype=torch.float64), atol=1e-9, rtol=0)
+
+
+def test_cache_readiness_follows_anny_cache_dir(tmp_path, monkeypatch):
+    import anny.paths
+
+    from humanref_cli.geometry.anny_body import ANNY_FIRST_BUILD, anny_cache_ready
+
+    monkeypatch.setattr(anny.paths, "get_anny_cache_path", lambda: tmp_path)
+    assert not anny_cache_ready()
+    (tmp_path / "v14").mkdir()
+    (tmp_path / "v14" / "build_model_data_0123.safetensors").write_bytes(b"x")
+    assert anny_cache_ready()
+    assert "3 minutes" in ANNY_FIRST_BUILD.format(path=tmp_path)

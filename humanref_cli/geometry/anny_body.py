@@ -22,7 +22,9 @@ shin/foot bones, and to ``upper`` otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -230,13 +232,34 @@ class BodyFitParams(torch.nn.Module):
         )
 
 
-def load_anny(device="cpu", dtype=torch.float32) -> AnnyBody:
+ANNY_FIRST_BUILD = (
+    "building the Anny body model's cache once: about 3 minutes and ~1 GB under {path}; "
+    "later runs load it in about a second"
+)
+
+
+def anny_cache_ready() -> bool:
+    """Whether anny's one-time model cache exists (its first construction takes ~3 minutes without it)."""
+    from anny.paths import get_anny_cache_path
+
+    return any(Path(get_anny_cache_path()).glob("**/build_model_data_*"))
+
+
+def load_anny(
+    device="cpu", dtype=torch.float32, on_first_build: Callable[[str], None] | None = None
+) -> AnnyBody:
     """Build anny (``local_changes="default"``, dense torch skinning: differentiable, deterministic)
-    and derive the part labels and landmark vertices. ~1-3 s (mostly imports) once anny's cache exists.
+    and derive the part labels and landmark vertices. ~1-3 s (mostly imports) once anny's cache exists;
+    before that, ``on_first_build`` (e.g. a progress logger) is told about the ~3 minute wait.
 
     The caller keeps the returned object; nothing is cached at module level.
     """
     import anny
+
+    if on_first_build is not None and not anny_cache_ready():
+        from anny.paths import get_anny_cache_path
+
+        on_first_build(ANNY_FIRST_BUILD.format(path=get_anny_cache_path()))
 
     model = anny.Anny(local_changes="default", skinning_method="lbs").to(device=device, dtype=dtype)
     model.requires_grad_(False)

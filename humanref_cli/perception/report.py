@@ -2,7 +2,9 @@
 
 Tiles (left to right, top to bottom): the RGB crop, the silhouette over it, the keypoints (detected
 in green, fitted body's in red), the fitted body shaded over the crop, the front and back normal
-maps, the parsing groups with the region boxes; a caption line with the numbers that matter.
+maps, the parsing groups with the region boxes, the fitted body seen from its side (the depth the
+front view cannot show: a limb swung the wrong way or a lean shows up here); a caption line with
+the numbers that matter.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ def contact_sheet(
     regions: dict,
     caption: str,
     min_visibility: float = 0.5,
+    side_view: np.ndarray | None = None,
 ) -> np.ndarray:
     """The report image ``(2 * 256 + 28, 4 * 256, 3)`` uint8 from the prep outputs (all ``res``-sized,
     RGB uint8 except ``mask`` bool and the keypoint arrays)."""
@@ -106,7 +109,7 @@ def contact_sheet(
         _tile(normal_front_png, "normal front"),
         _tile(normal_back_png, "normal back"),
         _tile(_regions_tile(groups_rgb, regions), "parsing + regions"),
-        _tile(np.full_like(rgb, 255), ""),
+        _tile(np.full_like(rgb, 255), "") if side_view is None else _tile(side_view, "body fit, side"),
     ]
     sheet = np.concatenate([np.concatenate(tiles[:4], 1), np.concatenate(tiles[4:], 1)], 0)
     footer = np.full((28, sheet.shape[1], 3), 255, np.uint8)
@@ -125,3 +128,15 @@ def body_overlay(rgb: np.ndarray, vertices: np.ndarray, faces: np.ndarray) -> np
         shaded, alpha = raster.shaded(vertices, faces, colours, camera_to_world(0.0, 0.0, 1.0))
     a = 0.7 * alpha[..., None]
     return np.clip(rgb * (1 - a) + shaded * 255 * a, 0, 255).astype(np.uint8)
+
+
+def body_side_view(vertices: np.ndarray, faces: np.ndarray, res: int) -> np.ndarray:
+    """The fitted body shaded on white, seen by the side camera (azimuth 90°, the person's left in
+    the image's right half for a front-facing body), ``(res, res, 3)`` uint8, same world scale as the crop."""
+    from humanref_cli.render.camera import camera_to_world
+    from humanref_cli.render.raster import MeshRasterizer
+
+    colours = np.full((len(vertices), 3), 0.8, np.float32)
+    with MeshRasterizer(res, res, supersample=2) as raster:
+        shaded, _ = raster.shaded(vertices, faces, colours, camera_to_world(90.0, 0.0, 1.0))
+    return np.clip(shaded * 255, 0, 255).astype(np.uint8)

@@ -295,7 +295,7 @@ def _fit_body(photo: Photo, c: Cropped, cfg: PrepConfig, rt, report: Path):
     )
     total = settings.steps_keypoints + settings.steps_full
     with rt.progress(total, "prep: body fit") as bar:
-        body = load_anny()
+        body = load_anny(on_first_build=rt.info)
         fit = fit_body(
             body,
             c.keypoints,

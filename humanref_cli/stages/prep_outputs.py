@@ -90,7 +90,7 @@ def write_report(
     captioned with the stage's notes."""
     from humanref_cli.perception.normals import to_png
     from humanref_cli.perception.parsing import group_colours
-    from humanref_cli.perception.report import body_overlay, contact_sheet
+    from humanref_cli.perception.report import body_overlay, body_side_view, contact_sheet
 
     caption = (
         f"mask: {notes['mask_source']}  keypoint residual {notes['keypoint_residual_px']:.1f}px  "
@@ -110,5 +110,6 @@ def write_report(
         regions,
         caption,
         cfg.min_visibility,
+        side_view=body_side_view(fit.vertices, fit.faces, rgb.shape[0]),
     )
     write_png(run.dir / "report.png", sheet)

@@ -20,6 +20,7 @@ machine (checked by the tests), so two runs with the same seed write identical b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -100,14 +101,21 @@ def _mesh_ply(vertices: np.ndarray, faces: np.ndarray, albedo: np.ndarray) -> by
     return mesh.export(file_type="ply", encoding="binary")
 
 
-def make_subject(out_dir: Path, seed: int, res: int = 512, body: AnnyBody | None = None) -> dict:
+def make_subject(
+    out_dir: Path,
+    seed: int,
+    res: int = 512,
+    body: AnnyBody | None = None,
+    on_first_build: Callable[[str], None] | None = None,
+) -> dict:
     """Write a synthetic subject under ``out_dir`` (layout in the module docstring) and return a summary.
 
-    ``body`` reuses an already loaded anny (``load_anny()``); by default one is built (~1-3 s).
+    ``body`` reuses an already loaded anny (``load_anny()``); by default one is built (~1-3 s, or ~3
+    minutes the very first time, which ``on_first_build`` is told about).
     """
     out_dir = Path(out_dir)
     rng = np.random.Generator(np.random.PCG64(seed))
-    body = body if body is not None else load_anny()
+    body = body if body is not None else load_anny(on_first_build=on_first_build)
     params, style = sample_body(rng)
     outfit = sample_outfit(rng)
     background = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
