@@ -229,6 +229,25 @@ def test_coarse_then_refine_few_steps(tmp_path, subject_dir):
     again = run_refine(ws, refine_cfg, rt)
     assert again.get("up_to_date") is True
 
+    from humanref_cli.stages.evaluate import run_eval
+
+    ev = run_eval(ws, subject_dir, rt, res=32)
+    assert json.loads((ws.root / "eval.json").read_text())["geometry"] == ev["geometry"]
+    assert abs(ev["geometry"]["chamfer_cm"] - m["chamfer_cm"]) < 0.3  # no camera.json: identity frame map
+    assert set(ev["novel"]["views"]) == {f"az_{a:03d}" for a in range(45, 360, 45)}
+    assert 5.0 < ev["front"]["psnr"] < 60.0 and ev["front"]["res"] == 32
+
+
+def test_eval_maps_the_crop_frame_to_the_subject_frame():
+    from humanref_cli.eval.body_fit import crop_to_subject_world
+
+    v = np.array([[0.3, -1.0, 1.0], [0.0, 1.0, -1.0], [0.1, 0.0, 0.0]])
+    np.testing.assert_allclose(crop_to_subject_world(v, [0, 0, 512, 512], 512), v)  # whole photo
+    # a crop of the photo's top-left quarter: crop corners land on the quarter's corners
+    out = crop_to_subject_world(v, [0, 0, 256, 256], 512)
+    np.testing.assert_allclose(out[:, 1:], [[-1.0, 1.0], [0.0, 0.0], [-0.5, 0.5]])
+    np.testing.assert_allclose(out[:, 0], v[:, 0] / 2)  # depth scales with the crop
+
 
 def test_coarse_with_tiny_ref_sds_guidance(tmp_path, subject_dir):
     from humanref_cli.stages.coarse import run_coarse

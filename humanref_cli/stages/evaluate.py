@@ -1,13 +1,16 @@
 """``humanref eval ws/ --gt DIR``: metrics of a stage's result against a synthetic subject's ground truth.
 
 Geometry: Chamfer, P2S (cm, subject height set to 1.75 m) and normal consistency of ``<stage>/mesh.ply``
-and, for reference, of the fitted body ``prep/body.ply`` alone. Appearance: PSNR/SSIM of the field's
-front view against the input crop (``prep/image.png``) and of the other views against ``gt/views``
-(``az_XXX.png``), everything composited on white. Writes ``ws/eval.json`` and returns the same dict.
+and, for reference, of the fitted body ``prep/body.ply`` alone, both mapped from the crop's world frame
+to the subject's (``prep/camera.json``'s crop box; the identity when prep was built from the ground
+truth). Appearance: PSNR/SSIM of the field's front view against the input crop (``prep/image.png``)
+and of the other views against ``gt/views`` (``az_XXX.png``), everything composited on white. Writes
+``ws/eval.json`` and returns the same dict.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from humanref_cli.errors import UsageError
+from humanref_cli.eval.body_fit import crop_to_subject_world
 from humanref_cli.eval.metrics import geometry_metrics, psnr, ssim
 from humanref_cli.io import read_png, write_json
 from humanref_cli.workspace import Workspace
@@ -25,6 +29,16 @@ def _load_mesh(path: Path):
 
     mesh = trimesh.load(path, process=False, force="mesh")
     return np.asarray(mesh.vertices), np.asarray(mesh.faces)
+
+
+def _crop_to_subject(ws: Workspace, gt_dir: Path):
+    """The map from the workspace's world (the prep crop's frame) to the subject's world."""
+    cam_path = ws.root / "prep" / "camera.json"
+    if not cam_path.exists():
+        return lambda v: v
+    box = json.loads(cam_path.read_text())["crop_box_photo"]
+    photo = int(json.loads((gt_dir / "gt" / "camera.json").read_text())["size"][0])
+    return lambda v: crop_to_subject_world(v, box, photo)
 
 
 def _on_white(rgba: np.ndarray, size: int) -> np.ndarray:
@@ -88,10 +102,13 @@ def run_eval(
     stage_dir = ws.root / stage
     gt_v, gt_f = _load_mesh(gt_dir / "gt" / "mesh.ply")
     result: dict[str, Any] = {"stage": stage, "gt": str(gt_dir)}
-    result["geometry"] = geometry_metrics(*_load_mesh(stage_dir / "mesh.ply"), gt_v, gt_f)
+    to_subject = _crop_to_subject(ws, gt_dir)
+    v, f = _load_mesh(stage_dir / "mesh.ply")
+    result["geometry"] = geometry_metrics(to_subject(v), f, gt_v, gt_f)
     body = ws.root / "prep" / "body.ply"
     if body.exists():
-        result["body"] = geometry_metrics(*_load_mesh(body), gt_v, gt_f)
+        v, f = _load_mesh(body)
+        result["body"] = geometry_metrics(to_subject(v), f, gt_v, gt_f)
 
     field = load_field(stage_dir, rt.device)
     # render with the stage's own marching step (the cpu preset uses a coarser one)
