@@ -69,10 +69,13 @@ def marigold_front_normals(model_dir: Path, rgb: np.ndarray, mask: np.ndarray, d
 
     dtype = torch.float16 if torch.device(device).type == "cuda" else torch.float32
     variant = "fp16" if any(Path(model_dir).glob("unet/*.fp16.safetensors")) else None
+    # `dtype`: diffusers 0.42 deprecates `torch_dtype`; low_cpu_mem_usage=False: accelerate is not a
+    # dependency, and without it diffusers warns and falls back to this anyway
     pipe = MarigoldNormalsPipeline.from_pretrained(
-        model_dir, local_files_only=True, variant=variant, torch_dtype=dtype
+        model_dir, local_files_only=True, variant=variant, dtype=dtype, low_cpu_mem_usage=False
     )
     pipe = pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)  # its tqdm bars would bypass --quiet
     out = pipe(Image.fromarray(rgb), output_type="np", generator=torch.Generator(device="cpu").manual_seed(0))
     pred = np.asarray(out.prediction)[0]  # (H, W, 3) in [-1, 1], camera frame
     if pred.shape[:2] != mask.shape:
