@@ -123,5 +123,5 @@ def test_direction_term_tells_a_forward_arm_from_a_backward_one(body):
     for name, params in (("forward", forward), ("backward", backward)):
         fit = BodyFitParams(params, dtype=torch.float64)
         terms[name] = fit_losses(fit, body, keypoints, conf, None, FitSettings(), world_axes)
-    assert float(terms["forward"]["direction"]) < 1e-10
-    assert float(terms["backward"]["direction"]) > 1.0
+    assert terms["forward"]["direction"].item() < 1e-10
+    assert terms["backward"]["direction"].item() > 1.0

@@ -47,7 +47,7 @@ class ClipLosses:
         from transformers import CLIPModel, CLIPTokenizer
 
         dtype = model_dtype(device, half_precision)
-        model = CLIPModel.from_pretrained(path, local_files_only=True, torch_dtype=dtype).to(device)
+        model = CLIPModel.from_pretrained(path, local_files_only=True, dtype=dtype).to(device)
         freeze(model)
         tokenizer = CLIPTokenizer.from_pretrained(path, local_files_only=True)
         views = list(VIEW_SUFFIXES)

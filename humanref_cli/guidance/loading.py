@@ -88,7 +88,7 @@ def load_sd(path: str | Path, device: torch.device | str, half_precision: bool =
     dtype = model_dtype(device, half_precision)
     # models.lock pins only SD 1.5's fp16 files; a full-precision folder has no variant suffix
     variant = "fp16" if (path / "unet" / "diffusion_pytorch_model.fp16.safetensors").is_file() else None
-    kw = dict(local_files_only=True, torch_dtype=dtype, variant=variant)
+    kw = dict(local_files_only=True, dtype=dtype, variant=variant)  # `torch_dtype` is deprecated
     unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", low_cpu_mem_usage=False, **kw)
     vae = AutoencoderKL.from_pretrained(path, subfolder="vae", low_cpu_mem_usage=False, **kw)
     text_encoder = CLIPTextModel.from_pretrained(path / "text_encoder", **kw)
