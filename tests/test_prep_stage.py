@@ -46,6 +46,9 @@ def prepped(tmp_path_factory, subject):
 
 def test_outputs_and_notes(prepped):
     ws, result = prepped
+    from humanref_cli.perception.landmark_offsets import offsets_id
+
+    assert ws.record("prep")["models"]["landmark_offsets"] == offsets_id()  # a new table re-runs prep
     prep = ws.root / "prep"
     from humanref_cli.stages.prep import OUTPUTS
 

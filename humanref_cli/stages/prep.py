@@ -74,6 +74,7 @@ def run_prep(
 ) -> dict[str, Any]:
     from humanref_cli.models.store import model_id
     from humanref_cli.perception.bodyfit import ANNY_ID
+    from humanref_cli.perception.landmark_offsets import offsets_id
     from humanref_cli.perception.person import MEDIAPIPE_ID
 
     image = Path(image)
@@ -83,6 +84,8 @@ def run_prep(
         raise UsageError(f"mask not found: {mask}", hint="check the --mask path")
     found = available_models(cfg, models_dir, prompt)
     models = {"keypoints": MEDIAPIPE_ID, "body": ANNY_ID, **{role: model_id(role) for role in found}}
+    if cfg.fit_detector_offsets:
+        models["landmark_offsets"] = offsets_id()
     inputs = [image] + ([Path(mask)] if mask is not None else [])
     key = ws.stage_key("prep", PrepKey(cfg, person, allow_partial, prompt), inputs, models)
     if not force and ws.is_fresh("prep", key):
