@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from humanref_cli.testing.tiny_sd import TEXT_DIM, _tiny_text_config, write_tiny_tokenizer
+from humanref_cli.testing.tiny_sd import TEXT_DIM, tiny_text_encoder, tiny_vae
 
 MARIGOLD_RES = 32  # default_processing_resolution; the VAE factor 2 gives 16 x 16 latents
 BLIP_IMAGE_SIZE = 32
@@ -37,8 +37,7 @@ def make_tiny_marigold(role_dir: Path, seed: int = 0) -> Path:
     predicts 4, as Marigold's does; the VAE has 2 blocks (scale factor 2).
     """
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel
+    from diffusers import DDIMScheduler, UNet2DConditionModel
 
     out = Path(role_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -56,18 +55,8 @@ def make_tiny_marigold(role_dir: Path, seed: int = 0) -> Path:
         norm_num_groups=8,
         use_linear_projection=True,  # as SD 2, Marigold's base
     )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(16, 32),
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        latent_channels=4,
-        norm_num_groups=8,
-        sample_size=MARIGOLD_RES,
-    )
-    vocab_size = write_tiny_tokenizer(out / "tokenizer")
-    text_encoder = CLIPTextModel(_tiny_text_config(vocab_size))
+    vae = tiny_vae((16, 32), MARIGOLD_RES)
+    text_encoder = tiny_text_encoder(out / "tokenizer")
     # v1-1's scheduler: DDIM with trailing timesteps and v-prediction on a zero-terminal-SNR schedule
     scheduler = DDIMScheduler(
         num_train_timesteps=1000,

@@ -75,7 +75,30 @@ def write_tiny_tokenizer(out_dir: Path, model_max_length: int = 77) -> int:
     return len(vocab)
 
 
-def _tiny_text_config(vocab_size: int):
+def tiny_vae(block_out_channels: tuple[int, int], sample_size: int):
+    """A 2-block ``AutoencoderKL`` (scale factor 2, 4 latent channels), randomly initialised."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=block_out_channels,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=sample_size,
+    )
+
+
+def tiny_text_encoder(tokenizer_dir: Path):
+    """A tiny CLIP text model and its tokenizer written to ``tokenizer_dir``."""
+    from transformers import CLIPTextModel
+
+    return CLIPTextModel(tiny_text_config(write_tiny_tokenizer(tokenizer_dir)))
+
+
+def tiny_text_config(vocab_size: int):
     from transformers import CLIPTextConfig
 
     return CLIPTextConfig(
@@ -99,8 +122,7 @@ def build_tiny_sd(out_dir: str | Path, seed: int = 0, variant: str | None = "fp1
     the layout models.lock pins for ``sd15`` (so ``models.store.find_model`` finds the folder).
     """
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel
+    from diffusers import DDIMScheduler, UNet2DConditionModel
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -117,18 +139,8 @@ def build_tiny_sd(out_dir: str | Path, seed: int = 0, variant: str | None = "fp1
         attention_head_dim=4,
         norm_num_groups=8,
     )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(32, 64),
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        latent_channels=4,
-        norm_num_groups=8,
-        sample_size=TINY_SAMPLE_SIZE * 2,
-    )
-    vocab_size = write_tiny_tokenizer(out / "tokenizer")
-    text_encoder = CLIPTextModel(_tiny_text_config(vocab_size))
+    vae = tiny_vae((32, 64), TINY_SAMPLE_SIZE * 2)
+    text_encoder = tiny_text_encoder(out / "tokenizer")
     scheduler = DDIMScheduler(
         num_train_timesteps=1000,
         beta_start=0.00085,
@@ -179,7 +191,7 @@ def build_tiny_clip(out_dir: str | Path, seed: int = 0, image_size: int = 32) ->
         projection_dim=TEXT_DIM,
     )
     config = CLIPConfig(
-        text_config=_tiny_text_config(vocab_size).to_dict(),
+        text_config=tiny_text_config(vocab_size).to_dict(),
         vision_config=vision.to_dict(),
         projection_dim=TEXT_DIM,
     )
