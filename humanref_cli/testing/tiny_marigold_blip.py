@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from humanref_cli.testing.tiny_sd import TEXT_DIM, tiny_text_encoder, tiny_vae
+from humanref_cli.testing.tiny_sd import SD_DDIM, TEXT_DIM, tiny_text_encoder, tiny_vae
 
 MARIGOLD_RES = 32  # default_processing_resolution; the VAE factor 2 gives 16 x 16 latents
 BLIP_IMAGE_SIZE = 32
@@ -59,13 +59,7 @@ def make_tiny_marigold(role_dir: Path, seed: int = 0) -> Path:
     text_encoder = tiny_text_encoder(out / "tokenizer")
     # v1-1's scheduler: DDIM with trailing timesteps and v-prediction on a zero-terminal-SNR schedule
     scheduler = DDIMScheduler(
-        num_train_timesteps=1000,
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
+        **SD_DDIM,
         prediction_type="v_prediction",
         rescale_betas_zero_snr=True,
         timestep_spacing="trailing",

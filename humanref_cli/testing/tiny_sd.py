@@ -75,6 +75,18 @@ def write_tiny_tokenizer(out_dir: Path, model_max_length: int = 77) -> int:
     return len(vocab)
 
 
+SD_DDIM = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+    "steps_offset": 1,
+}
+"""Stable Diffusion 1.5's noise schedule (its scheduler_config.json)."""
+
+
 def tiny_vae(block_out_channels: tuple[int, int], sample_size: int):
     """A 2-block ``AutoencoderKL`` (scale factor 2, 4 latent channels), randomly initialised."""
     from diffusers import AutoencoderKL
@@ -141,15 +153,7 @@ def build_tiny_sd(out_dir: str | Path, seed: int = 0, variant: str | None = "fp1
     )
     vae = tiny_vae((32, 64), TINY_SAMPLE_SIZE * 2)
     text_encoder = tiny_text_encoder(out / "tokenizer")
-    scheduler = DDIMScheduler(
-        num_train_timesteps=1000,
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
+    scheduler = DDIMScheduler(**SD_DDIM)
     if variant == "fp16":
         unet, vae, text_encoder = unet.half(), vae.half(), text_encoder.half()
     unet.save_pretrained(out / "unet", variant=variant)
