@@ -98,7 +98,12 @@ ModelsDirOpt = Annotated[
 
 
 def make_runtime(device: str, seed: int, quiet: bool):
+    """The command's runtime. ``--quiet`` also hides the Hugging Face libraries' own progress bars
+    (weight loading); they read this switch once, when first imported, which is after this point."""
     from humanref_cli.runtime import Runtime
+
+    if quiet:
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
     return Runtime(device_name=device, seed=seed, quiet=quiet)
 

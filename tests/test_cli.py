@@ -88,3 +88,15 @@ def test_installed_executable_runs(tmp_path):
     status = subprocess.run([exe, "status", str(tmp_path / "ws"), "--json"], capture_output=True, text=True)
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["exists"] is False
+
+
+def test_quiet_hides_the_model_libraries_progress_bars(monkeypatch):
+    import os
+
+    from humanref_cli.cli_common import make_runtime
+
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    make_runtime("cpu", 0, quiet=False)
+    assert "HF_HUB_DISABLE_PROGRESS_BARS" not in os.environ
+    make_runtime("cpu", 0, quiet=True)
+    assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
