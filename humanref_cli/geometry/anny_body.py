@@ -117,7 +117,8 @@ class AnnyBody:
 
     ``faces (F, 3)`` int64 triangles, ``face_parts (F,)`` and ``vertex_parts (V,)`` int64 in 1..4
     (module docstring), ``landmark_vertices`` MediaPipe index -> vertex index, ``bone_index`` bone
-    label -> row of ``bone_poses``.
+    label -> row of ``bone_poses``, ``landmark_bone_rows (33,)`` the ``bone_poses`` row of each
+    landmark's :data:`LANDMARK_BONES` bone.
     """
 
     model: torch.nn.Module
@@ -126,6 +127,7 @@ class AnnyBody:
     vertex_parts: torch.Tensor
     landmark_vertices: dict[int, int]
     bone_index: dict[str, int]
+    landmark_bone_rows: torch.Tensor
 
     @property
     def device(self) -> torch.device:
@@ -240,9 +242,13 @@ ANNY_FIRST_BUILD = (
 
 def anny_cache_ready() -> bool:
     """Whether anny's one-time model cache exists (its first construction takes ~3 minutes without it)."""
+    return any(_anny_cache_path().glob("**/build_model_data_*"))
+
+
+def _anny_cache_path() -> Path:
     from anny.paths import get_anny_cache_path
 
-    return any(Path(get_anny_cache_path()).glob("**/build_model_data_*"))
+    return Path(get_anny_cache_path())
 
 
 def load_anny(
@@ -257,9 +263,7 @@ def load_anny(
     import anny
 
     if on_first_build is not None and not anny_cache_ready():
-        from anny.paths import get_anny_cache_path
-
-        on_first_build(ANNY_FIRST_BUILD.format(path=get_anny_cache_path()))
+        on_first_build(ANNY_FIRST_BUILD.format(path=_anny_cache_path()))
 
     model = anny.Anny(local_changes="default", skinning_method="lbs").to(device=device, dtype=dtype)
     model.requires_grad_(False)
@@ -271,7 +275,8 @@ def load_anny(
         rest = model()["vertices"][0]
     face_parts, vertex_parts = _part_labels(model, faces, bone_index)
     landmark_vertices = _landmark_vertices(model, rest, faces, bone_index)
-    return AnnyBody(model, faces, face_parts, vertex_parts, landmark_vertices, bone_index)
+    rows = torch.tensor([bone_index[LANDMARK_BONES[k]] for k in range(33)], device=faces.device)
+    return AnnyBody(model, faces, face_parts, vertex_parts, landmark_vertices, bone_index, rows)
 
 
 def _part_labels(model, faces: torch.Tensor, bone_index: dict[str, int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -394,8 +399,7 @@ def body_forward(
     landmarks = torch.stack(rows33)  # (33, 3)
     valid = torch.zeros(33, dtype=torch.bool, device=device)
     valid[list(MEDIAPIPE_TO_ANNY) + list(body.landmark_vertices)] = True
-    lm_rows = torch.tensor([body.bone_index[LANDMARK_BONES[k]] for k in range(33)], device=device)
-    frames = s * r @ out["bone_poses"][0, lm_rows, :3, :3]  # (33, 3, 3)
+    frames = s * r @ out["bone_poses"][0, body.landmark_bone_rows, :3, :3]  # (33, 3, 3)
     return BodyOutput(vertices, body.faces, joints, landmarks, valid, frames)
 
 

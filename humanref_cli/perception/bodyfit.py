@@ -157,7 +157,7 @@ def fit_losses(
     ``keypoints (33, 2)`` plane coordinates, ``conf (33,)``, ``world (33, 3)`` mediapipe's world
     landmarks in world axes or None, ``offsets (33, 3)`` detector offsets or None."""
     out = fit(body)
-    landmarks = out.landmarks if offsets is None else detector_landmarks(out, offsets)
+    landmarks = detector_landmarks(out, offsets)
     pred = landmarks[:, 1:]  # (33, 2) world (y, z) = plane coordinates
     c = conf * out.landmark_valid.to(conf.dtype)
     err = (pred - keypoints) * UNIT
@@ -194,7 +194,7 @@ def _initial_params(
     with torch.no_grad():
         out = forward_params(body, params)
     c = (conf * out.landmark_valid.to(conf.dtype)).double()
-    lm = out.landmarks if offsets is None else detector_landmarks(out, offsets)
+    lm = detector_landmarks(out, offsets)
     p, k = lm[:, 1:].double(), keypoints.double()
     pm = (c[:, None] * p).sum(0) / c.sum()
     km = (c[:, None] * k).sum(0) / c.sum()
@@ -299,7 +299,7 @@ def _finish(body, fit, kp, conf, mask, losses, offsets) -> FitResult:
         out = forward_params(body, params)
     vertices = out.vertices.detach().cpu().numpy()
     faces = body.faces.cpu().numpy()
-    landmarks = out.landmarks if offsets is None else detector_landmarks(out, offsets)
+    landmarks = detector_landmarks(out, offsets)
     landmarks_px = project(landmarks.detach(), res).cpu().numpy()
     used = ((conf > 0) & out.landmark_valid).cpu().numpy()
     k = kp.double().cpu().numpy()

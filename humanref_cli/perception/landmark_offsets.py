@@ -46,8 +46,11 @@ def detector_offsets(dtype=torch.float32) -> torch.Tensor:
     return torch.tensor(json.loads(_offsets_text())["offsets"], dtype=dtype)
 
 
-def detector_landmarks(out, offsets: torch.Tensor) -> torch.Tensor:
-    """World landmarks ``(33, 3)`` where the detector would put them: ``l_k + F_k o_k``."""
+def detector_landmarks(out, offsets: torch.Tensor | None) -> torch.Tensor:
+    """World landmarks ``(33, 3)`` where the detector would put them: ``l_k + F_k o_k``
+    (anny's own ``l_k`` when ``offsets`` is None)."""
+    if offsets is None:
+        return out.landmarks
     return out.landmarks + torch.einsum("kij,kj->ki", out.landmark_frames, offsets.to(out.landmarks.dtype))
 
 
