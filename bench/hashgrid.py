@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -21,6 +19,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from machine_info import machine_info  # noqa: E402  (bench/ is sys.path[0] when run as a script)
 
 from humanref_cli.geometry.hashgrid import HashGrid, HashGridConfig  # noqa: E402
 from tests.test_hashgrid import naive_encode  # noqa: E402
@@ -76,11 +76,7 @@ def main() -> None:
             f"{r['naive_pts_per_s']:>12.0f} {r['speedup']:>8.2f}"
         )
     meta = {
-        "machine": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_avg": os.getloadavg(),
-        "torch": torch.__version__,
+        **machine_info(),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(

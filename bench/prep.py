@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine_info import machine_info  # bench/ is sys.path[0] when run as a script
 
 CHILD = """
 import json, sys, time
@@ -98,13 +98,12 @@ def main() -> None:
         "benchmark": "prep",
         "preset": args.preset,
         "res": args.res,
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": _cpus()},
+        "machine": machine_info(),
         "rows": rows,
         "mean_wall_s": round(sum(r["wall_s"] for r in rows) / len(rows), 2),
         "mean_body_chamfer_cm": round(sum(r["body_chamfer_cm"] for r in rows) / len(rows), 3),
         "goal_body_chamfer_cm": 1.5,
         "goal_wall_s": 60,
-        "load_avg": os.getloadavg(),
         "max_peak_rss_mb": max(r["peak_rss_mb"] for r in rows),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -113,10 +112,6 @@ def main() -> None:
         f"mean wall {summary['mean_wall_s']} s, max peak RSS {summary['max_peak_rss_mb']} MB, "
         f"mean body vs GT {summary['mean_body_chamfer_cm']} cm -> {args.out}"
     )
-
-
-def _cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 if __name__ == "__main__":

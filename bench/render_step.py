@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import sys
 import time
@@ -24,6 +22,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from machine_info import machine_info  # noqa: E402  (bench/ is sys.path[0] when run as a script)
 
 from humanref_cli.geometry.body_sdf import BodyPriorSDF  # noqa: E402
 from humanref_cli.geometry.field import FieldConfig, HumanField  # noqa: E402
@@ -99,11 +99,7 @@ def main() -> None:
             flush=True,
         )
     meta = {
-        "machine": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_avg": os.getloadavg(),
-        "torch": torch.__version__,
+        **machine_info(),
         "prior_grid": args.prior_res,
         "prior_precompute_s": prior_s,
         "occupied_fraction": float(occ.binary.float().mean()),

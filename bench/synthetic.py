@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from machine_info import machine_info  # bench/ is sys.path[0] when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "synthetic.json"
@@ -206,7 +207,7 @@ def main() -> None:
         rows.append(row)
         _print_row(row)
     summary = {
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": _cpus()},
+        "machine": machine_info(),
         "preset": a.preset,
         "sets": a.sets,
         "subjects": rows,
@@ -223,12 +224,6 @@ def main() -> None:
     RESULTS.write_text(json.dumps(summary, indent=2, default=float) + "\n")
     print(json.dumps(summary["goals"]))
     print(f"wrote {RESULTS}")
-
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
 
 
 def _print_row(r: dict) -> None:

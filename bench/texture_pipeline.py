@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import trimesh
+from machine_info import machine_info  # bench/ is sys.path[0] when run as a script
 
 
 def colour(p: torch.Tensor) -> torch.Tensor:
@@ -88,8 +88,7 @@ def main() -> None:
     out.write_text(
         json.dumps(
             {
-                "machine": platform.platform(),
-                "cpu_threads": torch.get_num_threads(),
+                "machine": machine_info(),
                 "quick": args.quick,
                 "rows": [{"step": n, "case": c, "seconds": round(s, 4)} for n, c, s in rows],
             },

@@ -1,0 +1,23 @@
+"""What every benchmark records about the machine it ran on (imported by the scripts in bench/)."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+
+def machine_info() -> dict:
+    """Platform, processor, usable CPUs, torch version and threads, and the load average at the time
+    (numbers taken while other jobs run are upper bounds)."""
+    import torch
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "cpus": cpus,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "load_avg": [round(x, 2) for x in os.getloadavg()],
+    }
