@@ -18,3 +18,21 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # small tensors: threads only con
 @pytest.fixture(scope="session")
 def isolated_env_dir() -> str:
     return _ISOLATED
+
+
+@pytest.fixture(scope="session")
+def anny_body():
+    """One anny model for the session (tests read it, never change it)."""
+    from humanref_cli.geometry.anny_body import load_anny
+
+    return load_anny()
+
+
+@pytest.fixture(scope="session")
+def subject(tmp_path_factory, anny_body):
+    """Synthetic subject seed 0 at 512² (read-only; a module may define its own ``subject``)."""
+    from humanref_cli.synth.subject import make_subject
+
+    out = tmp_path_factory.mktemp("subject")
+    make_subject(out, seed=0, res=512, body=anny_body)
+    return out

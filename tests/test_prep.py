@@ -21,22 +21,6 @@ from humanref_cli.perception.person import Person, select_person
 from humanref_cli.perception.silhouette import erode, finish_crop_mask, largest_component, mask_iou
 
 
-@pytest.fixture(scope="module")
-def anny_body():
-    from humanref_cli.geometry.anny_body import load_anny
-
-    return load_anny()
-
-
-@pytest.fixture(scope="module")
-def subject(tmp_path_factory, anny_body):
-    from humanref_cli.synth.subject import make_subject
-
-    out = tmp_path_factory.mktemp("subject")
-    make_subject(out, seed=0, res=512, body=anny_body)
-    return out
-
-
 def _cli(args):
     from humanref_cli.cli import app
 

@@ -15,22 +15,6 @@ from humanref_cli.workspace import Workspace
 QUICK_FIT = {"fit_steps_keypoints": 5, "fit_steps_full": 5}
 
 
-@pytest.fixture(scope="module")
-def anny_body():
-    from humanref_cli.geometry.anny_body import load_anny
-
-    return load_anny()
-
-
-@pytest.fixture(scope="module")
-def subject(tmp_path_factory, anny_body):
-    from humanref_cli.synth.subject import make_subject
-
-    out = tmp_path_factory.mktemp("subject")
-    make_subject(out, seed=0, res=512, body=anny_body)
-    return out
-
-
 def _rt() -> Runtime:
     return Runtime(device_name="cpu", quiet=True)
 
