@@ -30,8 +30,8 @@ FILES = [
 
 
 @pytest.fixture(scope="module")
-def body():
-    return load_anny()
+def body(anny_body):
+    return anny_body
 
 
 @pytest.fixture(scope="module")
