@@ -421,3 +421,10 @@ def test_mediapipe_native_log_noise_is_filtered_but_other_stderr_passes(capfd):
     err = capfd.readouterr().err
     assert "a real error from native code" in err
     assert "XNNPACK" not in err and "Feedback manager" not in err
+
+
+def test_negative_fit_weight_is_a_usage_error_through_the_cli(tmp_path, subject):
+    result = _cli(["prep", str(subject / "image.png"), str(tmp_path / "ws"), "--set", "fit_w_dir=-1"])
+    assert result.exit_code == 2
+    assert "fit_w_dir must be >= 0" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "ws" / "prep").exists()  # nothing half-written

@@ -84,6 +84,9 @@ class PrepConfig:
             raise UsageError(f"prep.box_scale must be in [0.1, 1], got {self.box_scale}")
         if self.max_people < 1:
             raise UsageError(f"prep.max_people must be at least 1, got {self.max_people}")
+        for name in ("fit_w_sil", "fit_w_pose", "fit_w_shape", "fit_w_dir", "fit_w_upright"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"prep.{name} must be >= 0 (a weight), got {getattr(self, name)}")
 
 
 def preset(name: str) -> PrepConfig:
