@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import pytest
 
 # Tests must never see (or download into) the developer's real model folders.
 _ISOLATED = tempfile.mkdtemp(prefix="humanref-test-env-")
+atexit.register(shutil.rmtree, _ISOLATED, ignore_errors=True)
 os.environ["HF_HUB_CACHE"] = os.path.join(_ISOLATED, "hf-cache")
 os.environ["HF_HOME"] = os.path.join(_ISOLATED, "hf-home")
 os.environ["HUMANREF_MODELS"] = os.path.join(_ISOLATED, "models")
