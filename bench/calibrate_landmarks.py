@@ -1,16 +1,18 @@
-"""Calibrate where mediapipe's 33 landmarks sit on the anny body (the model and the maths are in
-``humanref_cli/perception/landmark_offsets.py``): render synthetic subjects with known pose, run
-mediapipe on each photo, solve the per-landmark offsets, report the residual before and after on the
-fitted seeds and on held-out ones. Subjects where mediapipe fails outright (mean residual > 25 px)
-are left out and listed. The calibration seeds (default 1000-1047) are disjoint from the evaluation
-seeds (0-99) used by the tests and bench/synthetic.py.
+"""Calibrate where mediapipe's 33 landmarks sit on the anny body and how far its depth can be trusted
+per body segment (the maths: ``humanref_cli/perception/landmark_offsets.py`` and
+``depth_calibration.py``): render synthetic subjects with known pose, run mediapipe on each photo,
+solve the per-landmark offsets and the per-segment depth calibration, report the residuals before
+and after on the fitted seeds and on held-out ones. Subjects where mediapipe fails outright (mean
+residual > 25 px) are left out and listed. The calibration seeds (default 1000-1047) are disjoint
+from the evaluation seeds (0-99) used by the tests and bench/synthetic.py.
 
 Usage::
 
     python bench/calibrate_landmarks.py [--seeds 1000-1047] [--work /tmp/hr_calib]
 
 Writes ``humanref_cli/data/mediapipe_anny_offsets.json`` and ``bench/results/calibrate_landmarks.json``
-and prints the per-landmark residual before and after on the fitting and the held-out seeds.
+and prints the per-landmark and per-segment residuals before and after on the fitting and the
+held-out seeds.
 """
 
 from __future__ import annotations
@@ -64,6 +66,58 @@ def _observe(seed: int, work: Path, body) -> dict:
     return obs
 
 
+def _segment_depths(observations: list[dict], offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """True and detected depth components ``(N, S)`` of the segments' unit directions; the truth is
+    taken at the offset landmarks, where the fit compares them."""
+    import torch
+
+    from humanref_cli.perception.depth_calibration import mediapipe_world_to_axes, segment_depth
+
+    true = np.stack([o["landmarks"] + np.einsum("kij,kj->ki", o["frames"], offsets) for o in observations])
+    world = mediapipe_world_to_axes(
+        torch.from_numpy(np.stack([o["world"] for o in observations]).astype(np.float64))
+    )
+    return segment_depth(torch.from_numpy(true)).numpy(), segment_depth(world).numpy()
+
+
+def _depth_table(fit_obs: list[dict], held: list[dict], offsets: np.ndarray) -> dict:
+    """Solve the depth calibration on ``fit_obs``; print and return it with its residuals."""
+    from humanref_cli.perception.depth_calibration import RIDGE, SEGMENTS, solve_depth_calibration
+
+    truth, detected = _segment_depths(fit_obs, offsets)
+    h_truth, h_detected = _segment_depths(held, offsets)
+    scale, bias, sigma = solve_depth_calibration(truth, detected)
+
+    def rms(t, d):
+        return np.sqrt(np.mean((t - d) ** 2, axis=0))
+
+    rows = {
+        "before_fit": rms(truth, detected),
+        "after_fit": rms(truth, scale * detected + bias),
+        "before_heldout": rms(h_truth, h_detected),
+        "after_heldout": rms(h_truth, scale * h_detected + bias),
+        "sign_agreement_fit": np.mean(np.sign(truth) == np.sign(detected), axis=0),
+    }
+    print(
+        f"{'segment':12s} {'a':>6s} {'b':>6s} {'sigma':>6s}  fit rms before/after  held-out before/after"
+        "  sign"
+    )
+    for k, name in enumerate(SEGMENTS):
+        print(
+            f"{name:12s} {scale[k]:6.2f} {bias[k]:+6.2f} {sigma[k]:6.3f}  {rows['before_fit'][k]:9.3f} "
+            f"{rows['after_fit'][k]:6.3f}  {rows['before_heldout'][k]:12.3f} {rows['after_heldout'][k]:6.3f}"
+            f"  {rows['sign_agreement_fit'][k]:5.2f}"
+        )
+    return {
+        "segments": list(SEGMENTS),
+        "ridge": RIDGE,
+        "scale": np.round(scale, 4).tolist(),
+        "bias": np.round(bias, 4).tolist(),
+        "sigma": np.round(sigma, 4).tolist(),
+        "rms": {k: np.round(v, 4).tolist() for k, v in rows.items()},
+    }
+
+
 def main() -> None:
     from humanref_cli.geometry.anny_body import load_anny
     from humanref_cli.io import write_json
@@ -105,6 +159,7 @@ def main() -> None:
         )
     means = {k: float(np.nanmean(v)) for k, v in table.items()}
     print("mean px:", {k: round(v, 2) for k, v in means.items()})
+    depth = _depth_table(fit_obs, held, offsets)
     data = {
         "format": "humanref.landmark-offsets v1",
         "detector": MEDIAPIPE_ID,
@@ -115,6 +170,7 @@ def main() -> None:
         "ridge": RIDGE,
         "offsets": np.round(offsets, 5).tolist(),
         "mean_residual_px": {k: round(v, 3) for k, v in means.items()},
+        "depth_directions": depth,
     }
     write_json(ROOT / "humanref_cli" / "data" / "mediapipe_anny_offsets.json", data)
     write_json(

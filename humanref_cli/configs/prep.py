@@ -73,6 +73,13 @@ class PrepConfig:
         default=True,
         metadata={"help": "Body fit: move anny's landmarks to where mediapipe puts them (calibrated)."},
     )
+    fit_depth_calibration: bool = field(
+        default=True,
+        metadata={
+            "help": "Body fit: correct and weight mediapipe's depth per segment by how well it matched "
+            "the truth on synthetic subjects (false: take it as it is, all segments alike)."
+        },
+    )
     fit_min_iou: float = field(
         default=0.8, metadata={"help": "Warn loudly when the fitted body's silhouette IoU is below this."}
     )

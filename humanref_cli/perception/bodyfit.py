@@ -12,7 +12,7 @@ order one and the prior weights mean the same at any resolution), minimised with
       + w_sil  (mean_v D_out(π(v))² + mean_b min_v ||b - π(v)||²)       silhouette: inside + covering
       + w_pose (mean_j a_j ||θ_j||² + 10 Σ_knees (θ_y² + θ_z² + relu(-θ_x)²))  pose prior, knees are hinges
       + w_shape ||β - 0.5||²                                             phenotype prior
-      + w_dir  100 Σ_s c_s (d̂_s,x - ŵ_s,x)² / Σ_s c_s                    depth sign of each segment
+      + w_dir  100 Σ_s c_s ω_s (d̂_s,x - a_s ŵ_s,x - b_s)² / Σ_s c_s ω_s  depth of each segment
       + w_upright 100 r_y²                                               no lean towards the camera
 
 ``J_i`` are anny's landmarks moved to where mediapipe puts them (:func:`detector_landmarks`, offsets
@@ -21,8 +21,11 @@ of the mask (0 inside), ``b`` sampled points of the mask's boundary. The front v
 an arm raised forward from one raised backward, nor which leg strides forward: for the limb segments
 and the shoulder and hip lines ``s = (a, b)``, ``d̂_s`` is the fitted unit direction and ``ŵ_s`` the
 one of mediapipe's metric world landmarks; only their depth components (``x``, towards the camera)
-are compared, since the keypoints already fix the rest. ``r_y`` is the global rotation about the
-image's horizontal axis (a lean towards or away from the camera, also invisible from the front).
+are compared, since the keypoints already fix the rest. mediapipe's depth is better for some segments
+than for others: ``a_s, b_s`` and the weights ``ω_s ∝ 1/σ_s²`` are calibrated against the truth on
+synthetic subjects (:mod:`depth_calibration`; ``a = 1, b = 0, ω = 1`` without it). ``r_y`` is the
+global rotation about the image's horizontal axis (a lean towards or away from the camera, also
+invisible from the front).
 
 A first phase fits the global transform and the pose to the keypoints alone; the second adds the
 silhouette and frees the phenotype. Both run L-BFGS with a strong-Wolfe line search; a step count is
@@ -45,6 +48,13 @@ from humanref_cli.geometry.anny_body import (
     BodyParams,
     forward_params,
 )
+from humanref_cli.perception.depth_calibration import (
+    SEGMENT_PAIRS,
+    DepthCalibration,
+    load_depth_calibration,
+    mediapipe_world_to_axes,
+    segment_depth,
+)
 from humanref_cli.perception.landmark_offsets import detector_landmarks, detector_offsets
 
 ANNY_ID = "embedded:anny-0.6.2"
@@ -54,11 +64,6 @@ _LANDMARK_WEIGHT = np.ones(33, np.float32)
 _LANDMARK_WEIGHT[[17, 18, 19, 20, 21, 22]] = 0.3
 _LANDMARK_WEIGHT[[1, 3, 4, 6, 9, 10]] = 0.5
 _KNEES = [POSE_BONES.index("lowerleg01.L"), POSE_BONES.index("lowerleg01.R")]
-# Limb segments and the shoulder and hip lines: the front view fixes each segment's projected length
-# but not the sign of its depth (an arm raised forward or backward, the body turned left or right).
-_DIR_PAIRS = torch.tensor(
-    [(11, 13), (13, 15), (12, 14), (14, 16), (23, 25), (25, 27), (24, 26), (26, 28), (11, 12), (23, 24)]
-)
 # Per-bone prior weights: the clavicles and the spine barely move in natural poses, and left free they
 # trade places with the shoulders (an arm raised sideways fitted as raised forward, which projects the same).
 _BONE_PRIOR = torch.tensor(
@@ -82,6 +87,7 @@ class FitSettings:
     w_dir: float = 1.0
     w_upright: float = 1.0
     detector_offsets: bool = True
+    depth_calibration: bool = True
     min_visibility: float = 0.5
     boundary_samples: int = 1500
     vertex_stride: int = 4
@@ -152,10 +158,12 @@ def fit_losses(
     s: FitSettings,
     world: torch.Tensor | None = None,
     offsets: torch.Tensor | None = None,
+    depth: DepthCalibration | None = None,
 ) -> dict[str, torch.Tensor]:
     """The named loss terms of the module docstring (unweighted) for the current parameters.
     ``keypoints (33, 2)`` plane coordinates, ``conf (33,)``, ``world (33, 3)`` mediapipe's world
-    landmarks in world axes or None, ``offsets (33, 3)`` detector offsets or None."""
+    landmarks in world axes or None, ``offsets (33, 3)`` detector offsets or None, ``depth`` the
+    calibration of mediapipe's depth per segment or None (mediapipe's as it is, equal weights)."""
     out = fit(body)
     landmarks = detector_landmarks(out, offsets)
     pred = landmarks[:, 1:]  # (33, 2) world (y, z) = plane coordinates
@@ -169,13 +177,13 @@ def fit_losses(
     )
     losses["shape"] = (fit.phenotype - 0.5).square().sum()
     if world is not None:
-        a, b = _DIR_PAIRS[:, 0], _DIR_PAIRS[:, 1]
-        u = landmarks[b] - landmarks[a]
-        u = u / u.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-        t = world[b] - world[a]
-        t = t / t.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+        a, b = SEGMENT_PAIRS[:, 0], SEGMENT_PAIRS[:, 1]
         cd = torch.minimum(c[a], c[b])
-        losses["direction"] = (cd * (u[:, 0] - t[:, 0]).square()).sum() / cd.sum().clamp_min(1e-6) * 100
+        target = segment_depth(world)
+        if depth is not None:
+            target, cd = depth.target(target), cd * depth.weights()
+        err = (segment_depth(landmarks) - target).square()
+        losses["direction"] = (cd * err).sum() / cd.sum().clamp_min(1e-6) * 100
     losses["upright"] = fit.global_rotvec[1:2].square().sum() * 100
     if sil is not None:
         verts = out.vertices[:: s.vertex_stride]
@@ -232,9 +240,9 @@ def fit_body(
     sil = SilhouetteTarget(mask, s.boundary_samples, s.seed)
     world_t = None
     if world is not None and s.w_dir > 0:
-        w = torch.as_tensor(np.asarray(world), dtype=dtype)
-        world_t = torch.stack([-w[:, 2], w[:, 0], -w[:, 1]], dim=-1)  # mediapipe (right, down, away) -> world
+        world_t = mediapipe_world_to_axes(torch.as_tensor(np.asarray(world), dtype=dtype))
     offsets = detector_offsets(dtype).to(body.device) if s.detector_offsets else None
+    depth_cal = load_depth_calibration(dtype) if s.depth_calibration else None
     fit = BodyFitParams(_initial_params(body, kp, conf, offsets), device=body.device, dtype=dtype)
     weights = {
         "keypoints": s.w_kp,
@@ -269,7 +277,7 @@ def fit_body(
             nonlocal step, last
             optim.zero_grad(set_to_none=True)
             target = sil if phase == "full" else None
-            losses = fit_losses(fit, body, kp, conf, target, s, world_t, offsets)
+            losses = fit_losses(fit, body, kp, conf, target, s, world_t, offsets, depth_cal)
             loss = sum(weights[k] * v for k, v in losses.items())
             loss.backward()
             step += 1

@@ -28,22 +28,23 @@ RIDGE = 0.05  # in (world units)² summed over subjects: holds o_k's unobservabl
 MAX_MEAN_PX = 25.0  # a detection further than this on average is a detector failure, not a bias
 
 
-def _offsets_text() -> str:
+def calibration_text() -> str:
+    """The packaged calibration (JSON text): landmark offsets and depth directions."""
     return resources.files("humanref_cli").joinpath("data/mediapipe_anny_offsets.json").read_text("utf-8")
 
 
 def offsets_id() -> str:
-    """Identity of the packaged offset table (recorded with prep's models, so a new table re-runs prep)."""
+    """Identity of the packaged calibration (recorded with prep's models: a new table re-runs prep)."""
     import hashlib
 
-    return "humanref:mediapipe-anny-offsets@" + hashlib.sha256(_offsets_text().encode()).hexdigest()[:12]
+    return "humanref:mediapipe-anny-offsets@" + hashlib.sha256(calibration_text().encode()).hexdigest()[:12]
 
 
 def detector_offsets(dtype=torch.float32) -> torch.Tensor:
     """``(33, 3)`` offsets from anny's anatomical landmarks to where mediapipe puts them, in each
     landmark's bone frame (``humanref_cli/data/mediapipe_anny_offsets.json``, made by
     ``bench/calibrate_landmarks.py`` on synthetic seeds disjoint from the evaluation seeds)."""
-    return torch.tensor(json.loads(_offsets_text())["offsets"], dtype=dtype)
+    return torch.tensor(json.loads(calibration_text())["offsets"], dtype=dtype)
 
 
 def detector_landmarks(out, offsets: torch.Tensor | None) -> torch.Tensor:

@@ -84,7 +84,7 @@ def run_prep(
         raise UsageError(f"mask not found: {mask}", hint="check the --mask path")
     found = available_models(cfg, models_dir, prompt)
     models = {"keypoints": MEDIAPIPE_ID, "body": ANNY_ID, **{role: model_id(role) for role in found}}
-    if cfg.fit_detector_offsets:
+    if cfg.fit_detector_offsets or cfg.fit_depth_calibration:
         models["landmark_offsets"] = offsets_id()
     inputs = [image] + ([Path(mask)] if mask is not None else [])
     key = ws.stage_key("prep", PrepKey(cfg, person, allow_partial, prompt), inputs, models)
@@ -293,6 +293,7 @@ def _fit_body(photo: Photo, c: Cropped, cfg: PrepConfig, rt, report: Path):
         w_dir=cfg.fit_w_dir,
         w_upright=cfg.fit_w_upright,
         detector_offsets=cfg.fit_detector_offsets,
+        depth_calibration=cfg.fit_depth_calibration,
         min_visibility=cfg.min_visibility,
         seed=rt.seed,
     )

@@ -1,0 +1,114 @@
+"""Depth calibration: the regression, the packaged table, and the body-fit term that uses it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from humanref_cli.perception.depth_calibration import (
+    SEGMENTS,
+    DepthCalibration,
+    load_depth_calibration,
+    mediapipe_world_to_axes,
+    segment_depth,
+    solve_depth_calibration,
+)
+
+
+def test_segment_depth_is_the_depth_component_of_unit_directions():
+    points = torch.zeros(33, 3, dtype=torch.float64)
+    points[13] = torch.tensor([3.0, 0.0, -4.0])  # left elbow: 3 towards the camera, 4 down from the shoulder
+    points[15] = points[13] + torch.tensor([0.0, 2.0, 0.0])  # forearm in the image plane
+    depth = segment_depth(points)
+    names = list(SEGMENTS)
+    assert depth.shape == (len(SEGMENTS),)
+    assert depth[names.index("upperarm.L")].item() == pytest.approx(0.6)
+    assert depth[names.index("forearm.L")].item() == pytest.approx(0.0)
+    batched = segment_depth(torch.stack([points, -points]))
+    assert torch.allclose(batched[1, names.index("upperarm.L")], torch.tensor(-0.6, dtype=torch.float64))
+
+
+def test_mediapipe_world_axes():
+    """mediapipe: x right, y down, z away from the camera -> world: x to the camera, y right, z up."""
+    w = torch.tensor([[1.0, 2.0, 3.0]])
+    assert mediapipe_world_to_axes(w).tolist() == [[-3.0, 1.0, -2.0]]
+
+
+def test_solve_recovers_a_known_linear_relation():
+    rng = np.random.default_rng(0)
+    detected = rng.uniform(-0.8, 0.8, (400, 3))
+    a, b = np.array([0.5, 1.0, 0.8]), np.array([0.2, -0.1, 0.0])
+    noise = np.array([0.01, 0.05, 0.1])
+    truth = a * detected + b + rng.normal(size=detected.shape) * noise
+    scale, bias, sigma = solve_depth_calibration(truth, detected, ridge=0.01)
+    np.testing.assert_allclose(scale, a, atol=0.03)
+    np.testing.assert_allclose(bias, b, atol=0.02)
+    np.testing.assert_allclose(sigma, noise, rtol=0.15)
+
+
+def test_ridge_keeps_an_undetermined_scale_at_one():
+    """All detections equal: the slope is not identified, the ridge holds it at 1, b takes the rest."""
+    detected = np.full((10, 1), 0.3)
+    truth = np.full((10, 1), 0.5)
+    scale, bias, sigma = solve_depth_calibration(truth, detected, ridge=0.5)
+    assert scale[0] == pytest.approx(1.0)
+    assert bias[0] == pytest.approx(0.2)
+    assert sigma[0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_packaged_table():
+    cal = load_depth_calibration(torch.float64)
+    for t in (cal.scale, cal.bias, cal.sigma):
+        assert t.shape == (len(SEGMENTS),) and torch.isfinite(t).all()
+    assert (cal.sigma > 0).all() and (cal.sigma < 1).all()  # depth components lie in [-1, 1]
+    w = cal.weights()
+    assert w.mean().item() == pytest.approx(1.0)
+    names = list(SEGMENTS)
+    # measured: mediapipe's forearms agree with the truth far better than its thighs
+    assert w[names.index("forearm.R")] > w[names.index("thigh.L")]
+
+
+def _world_with_depths(points: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+    """``points (33, 3)`` with each segment's end moved in depth so that its depth component is
+    ``depth[s]``; the in-plane parts stay. Each segment ends at its own landmark, so setting the
+    shoulder and hip lines first and then the limbs from the trunk out reaches every target."""
+    w = points.clone()
+    names = list(SEGMENTS)
+    for name in ["shoulders", "hips"] + [n for n in names if n not in ("shoulders", "hips")]:
+        a, b = SEGMENTS[name]
+        d = depth[names.index(name)]
+        inplane = (w[b, 1:] - w[a, 1:]).norm()
+        w[b, 0] = w[a, 0] + d * inplane / (1 - d**2).sqrt()
+    return w
+
+
+def test_calibrated_direction_term_is_zero_where_the_calibration_predicts(anny_body):
+    """With a calibration the term's minimum moves to ``a m + b``: the true pose costs nothing when
+    the detector's depths ``m`` are such that ``a m + b`` is the truth, and the uncalibrated term
+    charges the same pose for the same detection."""
+    from humanref_cli.geometry.anny_body import BodyFitParams, BodyParams, forward_params
+    from humanref_cli.perception.bodyfit import FitSettings, fit_losses
+
+    params = BodyParams(pose={"upperarm01.L": [-0.6, 0.0, 0.0], "upperleg01.R": [0.4, 0.0, 0.0]})
+    fit = BodyFitParams(params, dtype=torch.float64)
+    with torch.no_grad():
+        truth = forward_params(anny_body, params).landmarks.double()
+    n = len(SEGMENTS)
+    cal = DepthCalibration(
+        scale=torch.full((n,), 0.9, dtype=torch.float64),
+        bias=torch.full((n,), 0.05, dtype=torch.float64),
+        sigma=torch.linspace(0.05, 0.3, n, dtype=torch.float64),
+    )
+    detected = (segment_depth(truth) - 0.05) / 0.9
+    assert detected.abs().max() < 1.0
+    world = _world_with_depths(truth, detected)
+    torch.testing.assert_close(segment_depth(world), detected)
+    keypoints, conf = truth[:, 1:], torch.ones(33, dtype=torch.float64)
+
+    def term(calibration):
+        losses = fit_losses(fit, anny_body, keypoints, conf, None, FitSettings(), world, None, calibration)
+        return losses["direction"].item()
+
+    assert term(cal) < 1e-8
+    assert term(None) > 0.1  # errors of about 0.06 in depth components, ×100
