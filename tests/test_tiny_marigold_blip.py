@@ -40,11 +40,16 @@ def test_the_store_finds_the_tiny_models(models):
     assert model_status("marigold_normals", models).missing_files == ()
 
 
-def test_marigold_front_normals_on_a_tiny_model(models):
+def test_marigold_front_normals_on_a_tiny_model(models, capfd):
+    from diffusers.utils import logging as diffusers_logging
+
     from humanref_cli.perception.normals import marigold_front_normals
 
     rgb, mask = _photo()
+    capfd.readouterr()
     normals = marigold_front_normals(models / "marigold_normals", rgb, mask)
+    assert "Loading pipeline components" not in capfd.readouterr().err  # no bar past --quiet
+    assert diffusers_logging.is_progress_bar_enabled()  # the process-wide switch is restored
     assert normals.shape == (96, 64, 3) and normals.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(normals[mask], axis=-1), 1.0, atol=1e-4)
     assert (normals[~mask] == 0).all()

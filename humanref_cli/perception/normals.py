@@ -13,6 +13,7 @@ are world +y, +z and +x, so ``n_world = (n_z, n_x, n_y)``.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,22 @@ def marigold_to_world(camera_normals: np.ndarray) -> np.ndarray:
     return np.stack([n[..., 2], n[..., 0], n[..., 1]], axis=-1)
 
 
+@contextmanager
+def _diffusers_bars_hidden():
+    """Hide diffusers' "Loading pipeline components" bar while loading: it would bypass --quiet
+    and interleave with prep's own progress. diffusers has only this process-wide switch, so the
+    previous state is restored afterwards."""
+    from diffusers.utils import logging as diffusers_logging
+
+    was_enabled = diffusers_logging.is_progress_bar_enabled()
+    diffusers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            diffusers_logging.enable_progress_bar()
+
+
 def marigold_front_normals(model_dir: Path, rgb: np.ndarray, mask: np.ndarray, device="cpu") -> np.ndarray:
     """Front world normal map ``(H, W, 3)`` from Marigold (diffusers ``MarigoldNormalsPipeline``),
     unit length inside ``mask`` and 0 outside."""
@@ -71,9 +88,10 @@ def marigold_front_normals(model_dir: Path, rgb: np.ndarray, mask: np.ndarray, d
     variant = "fp16" if any(Path(model_dir).glob("unet/*.fp16.safetensors")) else None
     # `dtype`: diffusers 0.42 deprecates `torch_dtype`; low_cpu_mem_usage=False: accelerate is not a
     # dependency, and without it diffusers warns and falls back to this anyway
-    pipe = MarigoldNormalsPipeline.from_pretrained(
-        model_dir, local_files_only=True, variant=variant, dtype=dtype, low_cpu_mem_usage=False
-    )
+    with _diffusers_bars_hidden():
+        pipe = MarigoldNormalsPipeline.from_pretrained(
+            model_dir, local_files_only=True, variant=variant, dtype=dtype, low_cpu_mem_usage=False
+        )
     pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)  # its tqdm bars would bypass --quiet
     out = pipe(Image.fromarray(rgb), output_type="np", generator=torch.Generator(device="cpu").manual_seed(0))
