@@ -87,9 +87,11 @@ def solve_depth_calibration(truth: np.ndarray, detected: np.ndarray, ridge: floa
     return scale, bias, sigma
 
 
-def load_depth_calibration(dtype=torch.float32) -> DepthCalibration:
+def load_depth_calibration(dtype=torch.float32, device="cpu") -> DepthCalibration:
     """The packaged calibration (``depth_directions`` of ``mediapipe_anny_offsets.json``)."""
     table = json.loads(calibration_text())["depth_directions"]
     if list(table["segments"]) != list(SEGMENTS):
         raise ValueError("the packaged depth calibration does not match SEGMENTS: rerun calibrate_landmarks")
-    return DepthCalibration(*(torch.tensor(table[k], dtype=dtype) for k in ("scale", "bias", "sigma")))
+    return DepthCalibration(
+        *(torch.tensor(table[k], dtype=dtype, device=device) for k in ("scale", "bias", "sigma"))
+    )
