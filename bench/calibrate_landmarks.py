@@ -72,8 +72,9 @@ def _segment_depths(observations: list[dict], offsets: np.ndarray) -> tuple[np.n
     import torch
 
     from humanref_cli.perception.depth_calibration import mediapipe_world_to_axes, segment_depth
+    from humanref_cli.perception.landmark_offsets import offset_landmarks
 
-    true = np.stack([o["landmarks"] + np.einsum("kij,kj->ki", o["frames"], offsets) for o in observations])
+    true = np.stack([offset_landmarks(o["landmarks"], o["frames"], offsets) for o in observations])
     world = mediapipe_world_to_axes(
         torch.from_numpy(np.stack([o["world"] for o in observations]).astype(np.float64))
     )

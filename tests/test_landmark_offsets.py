@@ -109,6 +109,7 @@ def test_direction_term_tells_a_forward_arm_from_a_backward_one(body):
     """Zero at the pose mediapipe's world landmarks describe, large for the arm swung the other way."""
     from humanref_cli.geometry.anny_body import BodyFitParams, BodyParams, forward_params
     from humanref_cli.perception.bodyfit import FitSettings, _to_plane, fit_losses
+    from humanref_cli.perception.depth_calibration import mediapipe_world_to_axes
 
     forward = BodyParams(pose={"upperarm01.L": [-0.8, 0.0, 0.0]})
     backward = BodyParams(pose={"upperarm01.L": [0.8, 0.0, 0.0]})
@@ -116,7 +117,7 @@ def test_direction_term_tells_a_forward_arm_from_a_backward_one(body):
         truth = forward_params(body, forward)
     # mediapipe's world axes: x right (world y), y down (-z), z away from the camera (-x)
     world = torch.stack([truth.landmarks[:, 1], -truth.landmarks[:, 2], -truth.landmarks[:, 0]], -1)
-    world_axes = torch.stack([-world[:, 2], world[:, 0], -world[:, 1]], -1)
+    world_axes = mediapipe_world_to_axes(world)
     keypoints = _to_plane(torch.as_tensor(np.asarray(project_front(truth.landmarks.numpy(), 512))), 512)
     conf = truth.landmark_valid.double()
     terms = {}

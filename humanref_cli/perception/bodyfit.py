@@ -242,7 +242,9 @@ def fit_body(
     if world is not None and s.w_dir > 0:
         world_t = mediapipe_world_to_axes(torch.as_tensor(np.asarray(world), dtype=dtype))
     offsets = detector_offsets(dtype).to(body.device) if s.detector_offsets else None
-    depth_cal = load_depth_calibration(dtype, body.device) if s.depth_calibration else None
+    depth_cal = (
+        load_depth_calibration(dtype, body.device) if s.depth_calibration and world_t is not None else None
+    )
     fit = BodyFitParams(_initial_params(body, kp, conf, offsets), device=body.device, dtype=dtype)
     weights = {
         "keypoints": s.w_kp,

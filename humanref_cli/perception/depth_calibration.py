@@ -3,10 +3,11 @@
 The front view fixes each segment's projected direction but not its depth component (an arm raised
 forward or backward, a stride, a body turned left or right). mediapipe's metric world landmarks
 give one, with errors that differ a lot by segment: on synthetic subjects with known pose its
-forearms agree in sign with the truth 96-100% of the time, its thighs only 40-51%, and its
-shoulder and hip lines carry a steady turn of about +0.12. For each segment ``s`` (a limb segment
-or the shoulder or hip line) with unit direction ``d̂_s``, the depth component ``x_s = d̂_s,x`` of
-the truth is regressed on mediapipe's ``m_s`` by ridge least squares (towards ``a = 1, b = 0``)::
+forearms agree in sign with the truth 95-100% of the time, its thighs only 41-46%, and its
+shoulder and hip lines carry a steady turn (+0.11 to +0.14 in the depth component). For each
+segment ``s`` (a limb segment or the shoulder or hip line) with unit direction ``d̂_s``, the depth
+component ``x_s = d̂_s,x`` of the truth is regressed on mediapipe's ``m_s`` by ridge least squares
+(towards ``a = 1, b = 0``)::
 
     x_s ≈ a_s m_s + b_s,    σ_s² = mean residual²,
     min_{a,b} Σ_i (a m_is + b - x_is)² + λ (a - 1)²

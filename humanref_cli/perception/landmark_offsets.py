@@ -55,6 +55,12 @@ def detector_landmarks(out, offsets: torch.Tensor | None) -> torch.Tensor:
     return out.landmarks + torch.einsum("kij,kj->ki", out.landmark_frames, offsets.to(out.landmarks.dtype))
 
 
+def offset_landmarks(landmarks: np.ndarray, frames: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """:func:`detector_landmarks` in numpy: ``l_k + F_k o_k`` for ``landmarks (..., 33, 3)``, ``frames
+    (..., 33, 3, 3)`` and ``offsets (33, 3)``."""
+    return landmarks + np.einsum("...kij,kj->...ki", frames, offsets)
+
+
 def project_front(points: np.ndarray, res: int) -> np.ndarray:
     """World ``(..., 3)`` -> pixels ``(..., 2)`` under the front orthographic camera."""
     return np.stack([(points[..., 1] + 1) * res / 2, (1 - points[..., 2]) * res / 2], -1)
@@ -94,7 +100,7 @@ def residuals(observations: list[dict], offsets: np.ndarray, min_visibility: flo
     for o in observations:
         if not o["found"]:
             continue
-        pts = o["landmarks"] + np.einsum("kij,kj->ki", o["frames"], offsets)
+        pts = offset_landmarks(o["landmarks"], o["frames"], offsets)
         d = np.linalg.norm(o["keypoints"] - project_front(pts, int(o["res"])), axis=-1)
         for k in np.nonzero(o["valid"] & (o["visibility"] >= min_visibility))[0]:
             err[k].append(d[k])
