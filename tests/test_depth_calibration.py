@@ -112,3 +112,27 @@ def test_calibrated_direction_term_is_zero_where_the_calibration_predicts(anny_b
 
     assert term(cal) < 1e-8
     assert term(None) > 0.1  # errors of about 0.06 in depth components, ×100
+
+
+def test_fit_body_uses_the_packaged_calibration_unless_turned_off(anny_body):
+    """``FitSettings.depth_calibration`` reaches the fit: same inputs, different direction term."""
+    from dataclasses import replace
+
+    from humanref_cli.geometry.anny_body import BodyParams, forward_params
+    from humanref_cli.perception.bodyfit import FitSettings, fit_body
+    from humanref_cli.perception.landmark_offsets import project_front
+
+    with torch.no_grad():
+        truth = forward_params(anny_body, BodyParams(pose={"upperarm01.L": [-0.6, 0.0, 0.0]}, scale=1.5))
+    lm = truth.landmarks.double().numpy()
+    keypoints = project_front(lm, 128).astype(np.float32)
+    visibility = truth.landmark_valid.numpy().astype(np.float32)
+    world = np.stack([lm[:, 1], -lm[:, 2], -lm[:, 0]], -1)  # mediapipe axes: right, down, away
+    mask = np.zeros((128, 128), bool)
+    mask[20:110, 40:90] = True
+    settings = FitSettings(steps_keypoints=2, steps_full=0)
+    on = fit_body(anny_body, keypoints, visibility, mask, settings, world=world)
+    off = fit_body(
+        anny_body, keypoints, visibility, mask, replace(settings, depth_calibration=False), world=world
+    )
+    assert abs(on.losses["direction"] - off.losses["direction"]) > 1e-3
