@@ -8,14 +8,17 @@ Stable Diffusion is installed. Writes ``coarse/field.safetensors`` + ``field.jso
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from humanref_cli.stages.optimise import prep_inputs, run_optim_stage
 from humanref_cli.workspace import Workspace
 
 
-def run_coarse(ws: Workspace, cfg, rt, **options: Any) -> dict[str, Any]:
-    """Run the stage; ``options`` are ``run_optim_stage``'s: force, models_dir, require_guidance."""
+def run_coarse(
+    ws: Workspace, cfg, rt, *, force: bool = False, models_dir: Path | None = None
+) -> dict[str, Any]:
+    """Run the stage: ``force`` reruns it from scratch, ``models_dir`` is where guidance models live."""
     ws.require("prep")
     body_path = ws.root / "prep" / "body.ply"
 
@@ -33,4 +36,13 @@ def run_coarse(ws: Workspace, cfg, rt, **options: Any) -> dict[str, Any]:
             initialize_to_prior(field, steps=cfg.init_steps, n_points=cfg.init_points)
         return field
 
-    return run_optim_stage("coarse", ws, cfg, rt, inputs=prep_inputs(ws), make_field=make_field, **options)
+    return run_optim_stage(
+        "coarse",
+        ws,
+        cfg,
+        rt,
+        inputs=prep_inputs(ws),
+        make_field=make_field,
+        force=force,
+        models_dir=models_dir,
+    )

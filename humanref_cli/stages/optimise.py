@@ -9,7 +9,6 @@ guidance or its documented fallback, checkpoints, previews, ``field.safetensors`
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +35,6 @@ def guidance_models(cfg, models_dir: Path | None) -> dict[str, str]:
     return {role: model_id(role) for role in ("sd15", "clip", "lpips") if find_model(role, models_dir)}
 
 
-def guidance_config(cfg, require_guidance: bool):
-    """``cfg.guidance``, made strict (exit 5 without the diffusion model) when the caller requires it."""
-    return replace(cfg.guidance, require_guidance=True) if require_guidance else cfg.guidance
-
-
 def run_optim_stage(
     name: str,
     ws: Workspace,
@@ -51,12 +45,12 @@ def run_optim_stage(
     make_field: Callable[[Any, bool], Any],
     force: bool = False,
     models_dir: Path | None = None,
-    require_guidance: bool = False,
 ) -> dict[str, Any]:
     """Run stage ``name``; ``make_field(device, fresh)`` gives the start field (``fresh``: not resuming).
 
     ``force`` reruns a fresh stage and discards its checkpoint; ``models_dir`` is where the guidance's
-    models are looked up; ``require_guidance`` fails instead of falling back when they are missing.
+    models are looked up (``cfg.guidance.require_guidance`` fails instead of falling back when they
+    are missing).
     """
     from humanref_cli.geometry.field import save_field
     from humanref_cli.guidance.build import build_guidance
@@ -64,7 +58,7 @@ def run_optim_stage(
     from humanref_cli.train.data import load_train_data
     from humanref_cli.train.loop import train
 
-    gcfg = guidance_config(cfg, require_guidance)
+    gcfg = cfg.guidance
     models = guidance_models(gcfg, models_dir)
     key = ws.stage_key(name, cfg, inputs, models)
     if not force and ws.is_fresh(name, key):

@@ -7,14 +7,17 @@ installed. Starts from ``coarse/field.safetensors``; writes the same files under
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from humanref_cli.stages.optimise import prep_inputs, run_optim_stage
 from humanref_cli.workspace import Workspace
 
 
-def run_refine(ws: Workspace, cfg, rt, **options: Any) -> dict[str, Any]:
-    """Run the stage; ``options`` are ``run_optim_stage``'s: force, models_dir, require_guidance."""
+def run_refine(
+    ws: Workspace, cfg, rt, *, force: bool = False, models_dir: Path | None = None
+) -> dict[str, Any]:
+    """Run the stage: ``force`` reruns it from scratch, ``models_dir`` is where guidance models live."""
     ws.require("coarse")
     coarse_dir = ws.root / "coarse"
     inputs = prep_inputs(ws) + [coarse_dir / "field.safetensors", coarse_dir / "field.json"]
@@ -24,4 +27,13 @@ def run_refine(ws: Workspace, cfg, rt, **options: Any) -> dict[str, Any]:
 
         return load_field(coarse_dir, device)
 
-    return run_optim_stage("refine", ws, cfg, rt, inputs=inputs, make_field=make_field, **options)
+    return run_optim_stage(
+        "refine",
+        ws,
+        cfg,
+        rt,
+        inputs=inputs,
+        make_field=make_field,
+        force=force,
+        models_dir=models_dir,
+    )

@@ -76,12 +76,11 @@ def run_texture(
     *,
     force: bool = False,
     models_dir: Path | None = None,
-    require_guidance: bool = False,
 ) -> dict[str, Any]:
-    from humanref_cli.stages.optimise import guidance_config, guidance_models
+    from humanref_cli.stages.optimise import guidance_models
 
     ws.require("refine")
-    gcfg = guidance_config(cfg, require_guidance)
+    gcfg = cfg.guidance
     models = guidance_models(gcfg, models_dir) if cfg.refine_steps > 0 else {}
     inputs = texture_inputs(ws, bool(models))
     key = ws.stage_key("texture", cfg, inputs, models)
