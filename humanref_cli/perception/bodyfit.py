@@ -66,9 +66,16 @@ _LANDMARK_WEIGHT[[1, 3, 4, 6, 9, 10]] = 0.5
 _KNEES = [POSE_BONES.index("lowerleg01.L"), POSE_BONES.index("lowerleg01.R")]
 # Per-bone prior weights: the clavicles and the spine barely move in natural poses, and left free they
 # trade places with the shoulders (an arm raised sideways fitted as raised forward, which projects the same).
+# The clavicles are held near rest (docs/decisions.md 4i): a shrug plus a smaller, twisted shoulder
+# rotation put the keypoints in the same places as a raised arm, and the fit preferred it.
+_CLAVICLE_PRIOR, _SPINE_PRIOR = 1000.0, 3.0
 _BONE_PRIOR = torch.tensor(
     [
-        10.0 if b.startswith("clavicle") else 3.0 if b.startswith(("spine", "neck", "head")) else 1.0
+        _CLAVICLE_PRIOR
+        if b.startswith("clavicle")
+        else _SPINE_PRIOR
+        if b.startswith(("spine", "neck", "head"))
+        else 1.0
         for b in POSE_BONES
     ]
 )
