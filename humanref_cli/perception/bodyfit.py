@@ -10,7 +10,7 @@ order one and the prior weights mean the same at any resolution), minimised with
 
     L = w_kp   Σ_i c_i ||π(J_i) - k_i||² / Σ_i c_i                      keypoints, c_i = visibility · weight
       + w_sil  (mean_v D_out(π(v))² + mean_b min_v ||b - π(v)||²)       silhouette: inside + covering
-      + w_pose (mean_j a_j ||θ_j||² + 10 Σ_knees (θ_y² + θ_z² + relu(-θ_x)²))  pose prior, knees are hinges
+      + w_pose (mean_j Σ_k a_jk θ_jk² + 10 Σ_knees (θ_y² + θ_z² + relu(-θ_x)²))  pose prior, knees hinge
       + w_shape ||β - 0.5||²                                             phenotype prior
       + w_dir  100 Σ_s c_s ω_s (d̂_s,x - a_s ŵ_s,x - b_s)² / Σ_s c_s ω_s  depth of each segment
       + w_upright 100 r_y²                                               no lean towards the camera
@@ -64,21 +64,23 @@ _LANDMARK_WEIGHT = np.ones(33, np.float32)
 _LANDMARK_WEIGHT[[17, 18, 19, 20, 21, 22]] = 0.3
 _LANDMARK_WEIGHT[[1, 3, 4, 6, 9, 10]] = 0.5
 _KNEES = [POSE_BONES.index("lowerleg01.L"), POSE_BONES.index("lowerleg01.R")]
-# Per-bone prior weights: the clavicles and the spine barely move in natural poses, and left free they
-# trade places with the shoulders (an arm raised sideways fitted as raised forward, which projects the same).
-# The clavicles are held near rest (docs/decisions.md 4i): a shrug plus a smaller, twisted shoulder
-# rotation put the keypoints in the same places as a raised arm, and the fit preferred it.
-_CLAVICLE_PRIOR, _SPINE_PRIOR = 1000.0, 3.0
+# Per-bone, per-axis prior weights (anny's local axes: x the person's left, y back, z up): the clavicles
+# and the spine barely move in natural poses, and left free they trade places with the shoulders (an arm
+# raised sideways fitted as raised forward, which projects the same). A clavicle's elevation (about y)
+# is held near rest (docs/decisions.md 4i): a shrug plus a smaller, twisted shoulder rotation puts the
+# keypoints where a raised arm does, and the fit preferred it; its twist and its reach forward stay freer.
+_CLAVICLE_PRIOR = (10.0, 1000.0, 10.0)
+_SPINE_PRIOR = 3.0
 _BONE_PRIOR = torch.tensor(
     [
         _CLAVICLE_PRIOR
         if b.startswith("clavicle")
-        else _SPINE_PRIOR
+        else (_SPINE_PRIOR,) * 3
         if b.startswith(("spine", "neck", "head"))
-        else 1.0
+        else (1.0,) * 3
         for b in POSE_BONES
     ]
-)
+)  # (B, 3)
 
 
 @dataclass(frozen=True)
@@ -179,7 +181,7 @@ def fit_losses(
     losses = {"keypoints": (c[:, None] * err.square()).sum() / c.sum().clamp_min(1e-6)}
     rot = fit.joint_rotvecs
     knees = rot[_KNEES]
-    losses["pose"] = (_BONE_PRIOR.to(rot.dtype) * rot.square().sum(-1)).mean() + 10 * (
+    losses["pose"] = (_BONE_PRIOR.to(rot.dtype) * rot.square()).sum(-1).mean() + 10 * (
         knees[:, 1:].square().sum() + F.relu(-knees[:, 0]).square().sum()
     )
     losses["shape"] = (fit.phenotype - 0.5).square().sum()
