@@ -30,9 +30,11 @@ def prepped(tmp_path_factory, subject):
 
 def test_outputs_and_notes(prepped):
     ws, result = prepped
+    from humanref_cli.perception.bodyfit import FIT_ID
     from humanref_cli.perception.landmark_offsets import offsets_id
 
     assert ws.record("prep")["models"]["landmark_offsets"] == offsets_id()  # a new table re-runs prep
+    assert ws.record("prep")["models"]["body_fit"] == FIT_ID  # so does a new fit objective
     prep = ws.root / "prep"
     from humanref_cli.stages.prep import OUTPUTS
 

@@ -58,6 +58,9 @@ from humanref_cli.perception.depth_calibration import (
 from humanref_cli.perception.landmark_offsets import detector_landmarks, detector_offsets
 
 ANNY_ID = "embedded:anny-0.6.2"
+# Names the fit's objective and priors; part of prep's cache key, so a workspace prepped by an earlier
+# fit is fitted again. Change it with any change to the objective (the suffix is the decision's number).
+FIT_ID = "humanref-bodyfit-4i"
 UNIT = 50.0  # loss units per world unit: 1 = 1% of the crop side
 # Knuckle landmarks map to approximate bones and the face points are tiny: trust them less.
 _LANDMARK_WEIGHT = np.ones(33, np.float32)

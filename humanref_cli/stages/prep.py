@@ -73,7 +73,7 @@ def run_prep(
     models_dir: Path | None = None,
 ) -> dict[str, Any]:
     from humanref_cli.models.store import model_id
-    from humanref_cli.perception.bodyfit import ANNY_ID
+    from humanref_cli.perception.bodyfit import ANNY_ID, FIT_ID
     from humanref_cli.perception.landmark_offsets import offsets_id
     from humanref_cli.perception.person import MEDIAPIPE_ID
 
@@ -83,7 +83,12 @@ def run_prep(
     if mask is not None and not Path(mask).is_file():
         raise UsageError(f"mask not found: {mask}", hint="check the --mask path")
     found = available_models(cfg, models_dir, prompt)
-    models = {"keypoints": MEDIAPIPE_ID, "body": ANNY_ID, **{role: model_id(role) for role in found}}
+    models = {
+        "keypoints": MEDIAPIPE_ID,
+        "body": ANNY_ID,
+        "body_fit": FIT_ID,
+        **{role: model_id(role) for role in found},
+    }
     if cfg.fit_detector_offsets or cfg.fit_depth_calibration:
         models["landmark_offsets"] = offsets_id()
     inputs = [image] + ([Path(mask)] if mask is not None else [])
