@@ -1,7 +1,8 @@
-"""Calibrate where mediapipe's 33 landmarks sit on the anny body and how far its depth can be trusted
-per body segment (the maths: ``humanref_cli/perception/landmark_offsets.py`` and
-``depth_calibration.py``): render synthetic subjects with known pose, run mediapipe on each photo,
-solve the per-landmark offsets and the per-segment depth calibration, report the residuals before
+"""Calibrate where mediapipe's 33 landmarks sit on the anny body, how far its depth can be trusted
+per body segment and how the legs' shading tells which leg is forward (the maths:
+``humanref_cli/perception/landmark_offsets.py``, ``depth_calibration.py`` and ``shading_cue.py``):
+render synthetic subjects with known pose, run mediapipe on each photo, solve the per-landmark
+offsets, the per-segment depth calibration and the shading calibration, report the residuals before
 and after on the fitted seeds and on held-out ones. Subjects where mediapipe fails outright (mean
 residual > 25 px) are left out and listed. The calibration seeds (default 1000-1047) are disjoint
 from the evaluation seeds (0-99) used by the tests and bench/synthetic.py.
@@ -119,6 +120,58 @@ def _depth_table(fit_obs: list[dict], held: list[dict], offsets: np.ndarray) -> 
     }
 
 
+def _shading_table(
+    seeds: list[int], observations: list[dict], work: Path, offsets: np.ndarray, holdout: int
+) -> dict:
+    """Solve the legs' shading calibration (``perception/shading_cue.py``): least squares of the true
+    ``x_left - x_right`` on the measured log brightness ratio, per pair, over the pairs measured."""
+    from dataclasses import asdict
+
+    from PIL import Image
+
+    from humanref_cli.perception.depth_calibration import solve_depth_calibration
+    from humanref_cli.perception.shading_cue import PAIR_SEGMENTS, PAIRS, ShadingSettings, limb_shading
+
+    truth_x, _ = _segment_depths(observations, offsets)
+    pairs = PAIR_SEGMENTS.numpy()
+    truth = truth_x[:, pairs[:, 0]] - truth_x[:, pairs[:, 1]]  # (N, P)
+    measured, valid = np.zeros_like(truth), np.zeros(truth.shape, bool)
+    for n, (seed, o) in enumerate(zip(seeds, observations, strict=True)):
+        rgb = np.asarray(Image.open(work / f"s{seed}" / "image.png").convert("RGB"))
+        mask = np.asarray(Image.open(work / f"s{seed}" / "gt" / "mask.png")) > 127
+        cue = limb_shading(rgb, mask, o["keypoints"], o["visibility"])
+        measured[n], valid[n] = cue.log_ratio, cue.valid
+    n_fit = len(seeds) - holdout
+    scale, bias, sigma, rows = np.zeros(len(PAIRS)), np.zeros(len(PAIRS)), np.zeros(len(PAIRS)), {}
+    print(f"{'pair':8s} {'a':>6s} {'b':>6s} {'sigma':>6s}  held-out rms  sign (|truth| > 0.15)  used")
+    for p, name in enumerate(PAIRS):
+        f, h = valid[:n_fit, p], valid[n_fit:, p]
+        a, b, sig = solve_depth_calibration(
+            truth[:n_fit][f, p : p + 1], measured[:n_fit][f, p : p + 1], ridge=0.0
+        )
+        scale[p], bias[p], sigma[p] = a[0], b[0], sig[0]
+        held_rms = float(np.sqrt(np.mean((a[0] * measured[n_fit:][h, p] + b[0] - truth[n_fit:][h, p]) ** 2)))
+        big = valid[:, p] & (np.abs(truth[:, p]) > 0.15)
+        sign = float(np.mean(np.sign(truth[big, p]) == np.sign(a[0] * measured[big, p] + b[0])))
+        rows[name] = {
+            "heldout_rms": round(held_rms, 4),
+            "sign_agreement": round(sign, 3),
+            "used": int(valid[:, p].sum()),
+        }
+        print(
+            f"{name:8s} {a[0]:6.2f} {b[0]:+6.2f} {sig[0]:6.3f}  {held_rms:11.3f}  {sign:20.2f}"
+            f"  {valid[:, p].sum()}/{len(seeds)}"
+        )
+    return {
+        "pairs": list(PAIRS),
+        "settings": asdict(ShadingSettings()),
+        "scale": np.round(scale, 4).tolist(),
+        "bias": np.round(bias, 4).tolist(),
+        "sigma": np.round(sigma, 4).tolist(),
+        "checks": rows,
+    }
+
+
 def main() -> None:
     from humanref_cli.geometry.anny_body import load_anny
     from humanref_cli.io import write_json
@@ -161,6 +214,8 @@ def main() -> None:
     means = {k: float(np.nanmean(v)) for k, v in table.items()}
     print("mean px:", {k: round(v, 2) for k, v in means.items()})
     depth = _depth_table(fit_obs, held, offsets)
+    kept_seeds = fitted_seeds + held_seeds
+    shading = _shading_table(kept_seeds, fit_obs + held, args.work, offsets, len(held_seeds))
     data = {
         "format": "humanref.landmark-offsets v1",
         "detector": MEDIAPIPE_ID,
@@ -172,6 +227,7 @@ def main() -> None:
         "offsets": np.round(offsets, 5).tolist(),
         "mean_residual_px": {k: round(v, 3) for k, v in means.items()},
         "depth_directions": depth,
+        "shading_pairs": shading,
     }
     write_json(ROOT / "humanref_cli" / "data" / "mediapipe_anny_offsets.json", data)
     write_json(

@@ -5,6 +5,7 @@ Each prep runs in a child process, so its peak RSS is prep's alone (subject gene
 
     python bench/prep.py                  # 2 subjects, 512 px, cpu preset
     python bench/prep.py --seeds 0 1 2 --preset paper
+    python bench/prep.py --seeds 0 1 --set prep.fit_w_shade=0    # any prep setting, as `--set` does
 
 Prints a table and writes bench/results/prep.json.
 """
@@ -26,22 +27,22 @@ CHILD = """
 import json, sys, time
 from pathlib import Path
 t0 = time.perf_counter()
-from humanref_cli.configs.prep import preset
+from humanref_cli.configs.stage_configs import resolve_config
 from humanref_cli.runtime import Runtime
 from humanref_cli.stages.prep import run_prep
 from humanref_cli.workspace import Workspace
-cfg = preset(sys.argv[3])
+cfg = resolve_config("prep", sys.argv[3], sys.argv[4:], None)
 result = run_prep(Workspace(sys.argv[2]), Path(sys.argv[1]), cfg, Runtime(device_name="cpu", quiet=True))
 result["seconds"] = time.perf_counter() - t0
 print(json.dumps(result))
 """
 
 
-def run_one(image: Path, ws: Path, preset: str) -> dict:
+def run_one(image: Path, ws: Path, preset: str, sets: list[str]) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(image), str(ws), preset],
+        [sys.executable, "-c", CHILD, str(image), str(ws), preset, *sets],
         capture_output=True,
         text=True,
         check=False,
@@ -67,6 +68,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--res", type=int, default=512, help="synthetic photo size")
     parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--set", dest="sets", action="append", default=[], help="stage.key=value")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "prep.json")
     args = parser.parse_args()
 
@@ -83,7 +85,7 @@ def main() -> None:
             row = {
                 "seed": seed,
                 "pose": info["pose_style"],
-                **run_one(subject / "image.png", subject / "ws", args.preset),
+                **run_one(subject / "image.png", subject / "ws", args.preset, args.sets),
             }
             fit = body_fit_error(subject / "ws" / "prep", subject)
             row["body_chamfer_cm"] = round(fit["chamfer_cm"], 3)
@@ -97,6 +99,7 @@ def main() -> None:
     summary = {
         "benchmark": "prep",
         "preset": args.preset,
+        "sets": args.sets,
         "res": args.res,
         "machine": machine_info(),
         "rows": rows,

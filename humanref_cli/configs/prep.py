@@ -69,6 +69,13 @@ class PrepConfig:
     fit_w_upright: float = field(
         default=1.0, metadata={"help": "Body fit: prior against a lean towards or away from the camera."}
     )
+    fit_w_shade: float = field(
+        default=1.0,
+        metadata={
+            "help": "Body fit: weight of which leg is forward as read from the legs' shading (light from "
+            "above brightens the leg swung forward; pairs of differently coloured legs are skipped; 0: off)."
+        },
+    )
     fit_detector_offsets: bool = field(
         default=True,
         metadata={"help": "Body fit: move anny's landmarks to where mediapipe puts them (calibrated)."},
@@ -91,7 +98,7 @@ class PrepConfig:
             raise UsageError(f"prep.box_scale must be in [0.1, 1], got {self.box_scale}")
         if self.max_people < 1:
             raise UsageError(f"prep.max_people must be at least 1, got {self.max_people}")
-        for name in ("fit_w_sil", "fit_w_pose", "fit_w_shape", "fit_w_dir", "fit_w_upright"):
+        for name in ("fit_w_sil", "fit_w_pose", "fit_w_shape", "fit_w_dir", "fit_w_upright", "fit_w_shade"):
             if getattr(self, name) < 0:
                 raise UsageError(f"prep.{name} must be >= 0 (a weight), got {getattr(self, name)}")
 

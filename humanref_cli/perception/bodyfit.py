@@ -13,6 +13,7 @@ order one and the prior weights mean the same at any resolution), minimised with
       + w_pose (mean_j Σ_k a_jk θ_jk² + 10 Σ_knees (θ_y² + θ_z² + relu(-θ_x)²))  pose prior, knees hinge
       + w_shape ||β - 0.5||²                                             phenotype prior
       + w_dir  100 Σ_s c_s ω_s (d̂_s,x - a_s ŵ_s,x - b_s)² / Σ_s c_s ω_s  depth of each segment
+      + w_shade Σ_p (d̂_L,x - d̂_R,x - a_p m_p - b_p)² / σ_p² / P           which leg is forward (shading)
       + w_upright 100 r_y²                                               no lean towards the camera
 
 ``J_i`` are anny's landmarks moved to where mediapipe puts them (:func:`detector_landmarks`, offsets
@@ -23,7 +24,11 @@ and the shoulder and hip lines ``s = (a, b)``, ``d̂_s`` is the fitted unit dire
 one of mediapipe's metric world landmarks; only their depth components (``x``, towards the camera)
 are compared, since the keypoints already fix the rest. mediapipe's depth is better for some segments
 than for others: ``a_s, b_s`` and the weights ``ω_s ∝ 1/σ_s²`` are calibrated against the truth on
-synthetic subjects (:mod:`depth_calibration`; ``a = 1, b = 0, ω = 1`` without it). ``r_y`` is the
+synthetic subjects (:mod:`depth_calibration`; ``a = 1, b = 0, ω = 1`` without it). mediapipe's thighs
+are no better than chance, so a stride is read from the photo's shading instead: ``m_p`` compares the
+brightness of the left and right thigh (shin), ``P`` counts the pairs measured (:mod:`shading_cue`;
+the pairs whose two limbs differ in colour are left out); weighted by the calibration's residual ``σ_p``,
+as the direction term is with ``σ ≈ 0.1`` (``100 = 0.1⁻²``). ``r_y`` is the
 global rotation about the image's horizontal axis (a lean towards or away from the camera, also
 invisible from the front).
 
@@ -56,11 +61,17 @@ from humanref_cli.perception.depth_calibration import (
     segment_depth,
 )
 from humanref_cli.perception.landmark_offsets import detector_landmarks, detector_offsets
+from humanref_cli.perception.shading_cue import (
+    PAIR_SEGMENTS,
+    LimbShading,
+    ShadingCalibration,
+    load_shading_calibration,
+)
 
 ANNY_ID = "embedded:anny-0.6.2"
 # Names the fit's objective and priors; part of prep's cache key, so a workspace prepped by an earlier
 # fit is fitted again. Change it with any change to the objective (the suffix is the decision's number).
-FIT_ID = "humanref-bodyfit-4i"
+FIT_ID = "humanref-bodyfit-4j"
 UNIT = 50.0  # loss units per world unit: 1 = 1% of the crop side
 # Knuckle landmarks map to approximate bones and the face points are tiny: trust them less.
 _LANDMARK_WEIGHT = np.ones(33, np.float32)
@@ -98,6 +109,7 @@ class FitSettings:
     w_shape: float = 0.05
     w_dir: float = 1.0
     w_upright: float = 1.0
+    w_shade: float = 1.0
     detector_offsets: bool = True
     depth_calibration: bool = True
     min_visibility: float = 0.5
@@ -171,11 +183,13 @@ def fit_losses(
     world: torch.Tensor | None = None,
     offsets: torch.Tensor | None = None,
     depth: DepthCalibration | None = None,
+    shading: tuple[torch.Tensor, torch.Tensor, ShadingCalibration] | None = None,
 ) -> dict[str, torch.Tensor]:
     """The named loss terms of the module docstring (unweighted) for the current parameters.
     ``keypoints (33, 2)`` plane coordinates, ``conf (33,)``, ``world (33, 3)`` mediapipe's world
     landmarks in world axes or None, ``offsets (33, 3)`` detector offsets or None, ``depth`` the
-    calibration of mediapipe's depth per segment or None (mediapipe's as it is, equal weights)."""
+    calibration of mediapipe's depth per segment or None (mediapipe's as it is, equal weights),
+    ``shading`` the measured ``m (P,)``, its ``valid (P,)`` mask and its calibration, or None."""
     out = fit(body)
     landmarks = detector_landmarks(out, offsets)
     pred = landmarks[:, 1:]  # (33, 2) world (y, z) = plane coordinates
@@ -196,6 +210,12 @@ def fit_losses(
             target, cd = depth.target(target), cd * depth.weights()
         err = (segment_depth(landmarks) - target).square()
         losses["direction"] = (cd * err).sum() / cd.sum().clamp_min(1e-6) * 100
+    if shading is not None:
+        ratio, valid, cal = shading
+        x = segment_depth(landmarks)
+        diff = x[PAIR_SEGMENTS[:, 0]] - x[PAIR_SEGMENTS[:, 1]]
+        err = (diff - cal.target(ratio)).square() / cal.sigma.clamp_min(1e-3).square()
+        losses["shading"] = (valid * err).sum() / valid.sum().clamp_min(1)
     losses["upright"] = fit.global_rotvec[1:2].square().sum() * 100
     if sil is not None:
         verts = out.vertices[:: s.vertex_stride]
@@ -234,10 +254,12 @@ def fit_body(
     settings: FitSettings = FitSettings(),
     world: np.ndarray | None = None,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
+    limb_shading: LimbShading | None = None,
 ) -> FitResult:
     """Fit anny to keypoints ``(33, 2)`` (crop pixels) with ``visibility (33,)``, the silhouette
     ``mask (res, res)`` bool and optionally mediapipe's world landmarks ``world (33, 3)`` (metres,
-    x right, y down, z away from the camera). Deterministic for given inputs and settings."""
+    x right, y down, z away from the camera) and the legs' shading measured in the crop
+    (:func:`shading_cue.limb_shading`). Deterministic for given inputs and settings."""
     s = settings
     res = mask.shape[0]
     torch.manual_seed(s.seed)
@@ -257,6 +279,16 @@ def fit_body(
     depth_cal = (
         load_depth_calibration(dtype, body.device) if s.depth_calibration and world_t is not None else None
     )
+    shading = None
+    shade_cal = (
+        load_shading_calibration(dtype, body.device) if limb_shading is not None and s.w_shade > 0 else None
+    )
+    if shade_cal is not None and limb_shading.valid.any():
+        shading = (
+            torch.as_tensor(limb_shading.log_ratio, dtype=dtype),
+            torch.as_tensor(limb_shading.valid, dtype=dtype),
+            shade_cal,
+        )
     fit = BodyFitParams(_initial_params(body, kp, conf, offsets), device=body.device, dtype=dtype)
     weights = {
         "keypoints": s.w_kp,
@@ -266,6 +298,7 @@ def fit_body(
         "sil_cover": s.w_sil,
         "direction": s.w_dir,
         "upright": s.w_upright,
+        "shading": s.w_shade,
     }
     step = 0
     last: dict[str, torch.Tensor] = {}
@@ -291,7 +324,7 @@ def fit_body(
             nonlocal step, last
             optim.zero_grad(set_to_none=True)
             target = sil if phase == "full" else None
-            losses = fit_losses(fit, body, kp, conf, target, s, world_t, offsets, depth_cal)
+            losses = fit_losses(fit, body, kp, conf, target, s, world_t, offsets, depth_cal, shading)
             loss = sum(weights[k] * v for k, v in losses.items())
             loss.backward()
             step += 1

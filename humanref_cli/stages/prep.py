@@ -288,6 +288,7 @@ def _fit_body(photo: Photo, c: Cropped, cfg: PrepConfig, rt, report: Path):
     body's per-face part labels; warns (pointing at ``report``) when the silhouette IoU is poor."""
     from humanref_cli.geometry.anny_body import load_anny
     from humanref_cli.perception.bodyfit import FitSettings, fit_body
+    from humanref_cli.perception.shading_cue import describe, limb_shading, load_shading_calibration
 
     settings = FitSettings(
         steps_keypoints=cfg.fit_steps_keypoints,
@@ -297,11 +298,15 @@ def _fit_body(photo: Photo, c: Cropped, cfg: PrepConfig, rt, report: Path):
         w_shape=cfg.fit_w_shape,
         w_dir=cfg.fit_w_dir,
         w_upright=cfg.fit_w_upright,
+        w_shade=cfg.fit_w_shade,
         detector_offsets=cfg.fit_detector_offsets,
         depth_calibration=cfg.fit_depth_calibration,
         min_visibility=cfg.min_visibility,
         seed=rt.seed,
     )
+    shading = limb_shading(c.rgb, c.mask, c.keypoints, photo.person.visibility)
+    if cfg.fit_w_shade > 0:
+        rt.info(f"prep: legs' shading: {describe(shading, load_shading_calibration())}")
     total = settings.steps_keypoints + settings.steps_full
     with rt.progress(total, "prep: body fit") as bar:
         body = load_anny(on_first_build=rt.info)
@@ -313,6 +318,7 @@ def _fit_body(photo: Photo, c: Cropped, cfg: PrepConfig, rt, report: Path):
             settings,
             world=photo.person.world,
             on_step=lambda k, s: bar.update(min(k, total), **s),
+            limb_shading=shading,
         )
     rt.info(f"prep: body fit keypoint residual {fit.keypoint_error_px:.1f}px, silhouette IoU {fit.iou:.3f}")
     fit_ok = fit.iou >= cfg.fit_min_iou
