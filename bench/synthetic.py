@@ -200,6 +200,9 @@ def main() -> None:
             **timing,
             "geometry": ev["geometry"],
             "body": ev.get("body"),
+            # before docs/decisions.md 4k geometry was measured where prep placed the depth
+            "geometry_as_placed": ev.get("geometry_as_placed"),
+            "body_as_placed": ev.get("body_as_placed"),
             "front": ev["front"],
             "novel": {k: ev["novel"][k] for k in ("psnr", "ssim")} if "novel" in ev else None,
             "dense_occ": ev.get("dense_occ"),

@@ -7,6 +7,7 @@ import pytest
 import trimesh
 
 from humanref_cli.eval.metrics import (
+    align_depth,
     closest_point_on_triangles,
     geometry_metrics,
     height_scale,
@@ -66,6 +67,27 @@ def test_geometry_metrics_of_two_concentric_spheres_in_cm():
     assert m["normal_consistency"] > 0.99
     same = geometry_metrics(gt.vertices, gt.faces, gt.vertices, gt.faces, n_samples=2000)
     assert same["chamfer_cm"] < 1e-6 and same["normal_consistency"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_align_depth_removes_a_depth_offset_but_not_a_misplaced_limb():
+    """A body known only up to its distance from the camera: moving the prediction along x by the
+    difference of the surfaces' mean depths undoes an offset, whatever the depth extents are."""
+    torso = trimesh.creation.box(extents=(0.3, 0.4, 1.0))
+    limb = trimesh.creation.box(extents=(0.4, 0.1, 0.1))
+    limb.apply_translation((0.3, 0.0, -0.3))  # a foot sticking out towards the camera
+    gt = trimesh.util.concatenate([torso, limb])
+    shifted = align_depth(gt.vertices + [0.2, 0.0, 0.0], gt.faces, gt.vertices, gt.faces)
+    np.testing.assert_allclose(shifted, gt.vertices, atol=3e-3)
+    # the same body with the foot pointing away instead: only the foot is wrong after alignment,
+    # (by its share of the surface), while centring the depth extents would push the torso 0.35 forward
+    moved = limb.copy()
+    moved.apply_translation((-0.6, 0.0, 0.0))
+    pred = trimesh.util.concatenate([torso, moved])
+    aligned = align_depth(pred.vertices, pred.faces, gt.vertices, gt.faces)
+    torso_shift = aligned[: len(torso.vertices), 0].mean() - torso.vertices[:, 0].mean()
+    area = limb.area / (limb.area + torso.area)
+    assert torso_shift == pytest.approx(0.6 * area, abs=3e-3)  # the foot's share of the mean depth
+    assert torso_shift < 0.1
 
 
 def test_psnr_and_ssim_known_values():

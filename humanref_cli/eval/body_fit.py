@@ -2,7 +2,9 @@
 
 The prep crop is not the subject's framing: a fitted world point goes world (y, z) -> crop pixel ->
 photo pixel -> subject world, a uniform scale ``k = side / photo`` and a shift. Depth is unobservable
-from the front, so both bodies' depth extents are centred on the same value before measuring.
+from the front: the fitted body is moved along depth to the ground truth's (``align="centroid"``, the
+surfaces' mean depths, as every geometry metric here: eval/metrics.py) or, as measured before
+docs/decisions.md 4k, so that the two depth extents share their centre (``align="bbox"``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from humanref_cli.eval.metrics import geometry_metrics
+from humanref_cli.eval.metrics import align_depth, geometry_metrics
 
 
 def crop_to_subject_world(vertices: np.ndarray, crop_box: list[float], photo_size: int) -> np.ndarray:
@@ -26,9 +28,13 @@ def crop_to_subject_world(vertices: np.ndarray, crop_box: list[float], photo_siz
     return out
 
 
-def body_fit_error(prep_dir: Path, subject_dir: Path, n_samples: int = 5000) -> dict[str, float]:
+def body_fit_error(
+    prep_dir: Path, subject_dir: Path, n_samples: int = 5000, align: str = "centroid"
+) -> dict[str, float]:
     """Chamfer / P2S (cm, subject scaled to 1.75 m) and normal consistency of the fitted body against
-    ``subject_dir/gt/mesh.ply``."""
+    ``subject_dir/gt/mesh.ply``, depth aligned by ``align`` (``centroid`` or ``bbox``)."""
+    if align not in ("centroid", "bbox"):
+        raise ValueError(f"align must be 'centroid' or 'bbox', got {align!r}")
     import trimesh
 
     cam = json.loads((Path(prep_dir) / "camera.json").read_text())
@@ -37,5 +43,9 @@ def body_fit_error(prep_dir: Path, subject_dir: Path, n_samples: int = 5000) -> 
     gt = trimesh.load(Path(subject_dir) / "gt" / "mesh.ply", process=False, force="mesh")
     v = crop_to_subject_world(fitted.vertices, cam["crop_box_photo"], int(gt_cam["size"][0]))
     gv = np.asarray(gt.vertices, np.float64)
-    v[:, 0] += (gv[:, 0].min() + gv[:, 0].max() - v[:, 0].min() - v[:, 0].max()) / 2
-    return geometry_metrics(v, np.asarray(fitted.faces), gv, np.asarray(gt.faces), n_samples=n_samples)
+    faces, gt_faces = np.asarray(fitted.faces), np.asarray(gt.faces)
+    if align == "bbox":
+        v[:, 0] += (gv[:, 0].min() + gv[:, 0].max() - v[:, 0].min() - v[:, 0].max()) / 2
+    else:
+        v = align_depth(v, faces, gv, gt_faces)
+    return geometry_metrics(v, faces, gv, gt_faces, n_samples=n_samples)

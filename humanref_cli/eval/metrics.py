@@ -6,6 +6,12 @@ points sampled on the ground truth to the predicted surface, and ``Chamfer`` is 
 reverse direction. Normal consistency is the mean ``|n_a . n_b|`` between a sampled point's face normal
 and the normal of the closest triangle of the other mesh, averaged over both directions (1 = perfect).
 
+A single front photo does not show how far the person is from the camera: every depth ``x`` is known
+only up to one shared offset. Geometry is therefore measured after :func:`align_depth` moves the
+prediction along x so that its surface centroid's depth matches the ground truth's (docs/decisions.md
+4k); centring the two depth extents instead would let one foot or hand, placed right or wrong, move
+the whole body.
+
 Point-to-surface distances are exact point-triangle distances to the ``k`` triangles whose centroids are
 nearest (a KD-tree); for meshes with roughly even triangles, as marching cubes and body models give, the
 closest triangle is always among them.
@@ -110,6 +116,24 @@ def height_scale(gt_vertices: np.ndarray, height_m: float = BODY_HEIGHT_M) -> fl
     """Factor that makes the ground-truth subject ``height_m`` tall along world z."""
     z = np.asarray(gt_vertices)[:, 2]
     return height_m / float(z.max() - z.min())
+
+
+def align_depth(
+    pred_vertices: np.ndarray,
+    pred_faces: np.ndarray,
+    gt_vertices: np.ndarray,
+    gt_faces: np.ndarray,
+    n_samples: int = 20000,
+    seed: int = 0,
+) -> np.ndarray:
+    """``pred_vertices (V, 3)`` moved along x (depth) by ``x̄_gt - x̄_pred``, the difference of the
+    area-weighted mean depths of the two surfaces (estimated from ``n_samples`` seeded samples)."""
+    pred = np.asarray(pred_vertices, np.float64)
+    shift = (
+        sample_surface(gt_vertices, gt_faces, n_samples, seed).points[:, 0].mean()
+        - sample_surface(pred, pred_faces, n_samples, seed + 1).points[:, 0].mean()
+    )
+    return pred + np.array([shift, 0.0, 0.0])
 
 
 def geometry_metrics(

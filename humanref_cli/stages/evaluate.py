@@ -19,7 +19,7 @@ import numpy as np
 
 from humanref_cli.errors import UsageError
 from humanref_cli.eval.body_fit import crop_to_subject_world
-from humanref_cli.eval.metrics import geometry_metrics, psnr, ssim
+from humanref_cli.eval.metrics import align_depth, geometry_metrics, psnr, ssim
 from humanref_cli.io import read_png, write_json
 from humanref_cli.workspace import Workspace
 
@@ -104,11 +104,15 @@ def run_eval(
     result: dict[str, Any] = {"stage": stage, "gt": str(gt_dir)}
     to_subject = _crop_to_subject(ws, gt_dir)
     v, f = _load_mesh(stage_dir / "mesh.ply")
-    result["geometry"] = geometry_metrics(to_subject(v), f, gt_v, gt_f)
+    v = to_subject(v)
+    result["geometry"] = geometry_metrics(align_depth(v, f, gt_v, gt_f), f, gt_v, gt_f)
+    result["geometry_as_placed"] = geometry_metrics(v, f, gt_v, gt_f)  # the depth prep chose
     body = ws.root / "prep" / "body.ply"
     if body.exists():
         v, f = _load_mesh(body)
-        result["body"] = geometry_metrics(to_subject(v), f, gt_v, gt_f)
+        v = to_subject(v)
+        result["body"] = geometry_metrics(align_depth(v, f, gt_v, gt_f), f, gt_v, gt_f)
+        result["body_as_placed"] = geometry_metrics(v, f, gt_v, gt_f)
 
     field = load_field(stage_dir, rt.device)
     # render with the stage's own marching step (the cpu preset uses a coarser one)
