@@ -72,6 +72,16 @@ def test_raised_arms_are_raised_at_the_shoulder_not_shrugged(prepped):
         assert abs(pose.get(f"clavicle.{side}", [0.0, 0.0, 0.0])[1]) < 0.1
 
 
+def test_elbows_bend_only_one_way(prepped):
+    """anny's elbows flex about -x; without a hinge, seed 0's raised left arm was fitted with the
+    elbow bent backwards and sideways (+0.21, +0.14 rad) and the upper arm swung forward instead."""
+    ws, _ = prepped
+    pose = json.loads((ws.root / "prep" / "body.json").read_text())["params"]["pose"]
+    for side in ("L", "R"):
+        x, y, z = pose.get(f"lowerarm01.{side}", [0.0, 0.0, 0.0])
+        assert x <= 0.05 and abs(y) <= 0.05 and abs(z) <= 0.05, (side, x, y, z)
+
+
 @pytest.fixture(scope="module")
 def walking(tmp_path_factory, anny_body):
     """Synthetic subject seed 1, prepped: a stride with the left leg back."""

@@ -10,7 +10,8 @@ order one and the prior weights mean the same at any resolution), minimised with
 
     L = w_kp   Σ_i c_i ||π(J_i) - k_i||² / Σ_i c_i                      keypoints, c_i = visibility · weight
       + w_sil  (mean_v D_out(π(v))² + mean_b min_v ||b - π(v)||²)       silhouette: inside + covering
-      + w_pose (mean_j Σ_k a_jk θ_jk² + 10 Σ_knees (θ_y² + θ_z² + relu(-θ_x)²))  pose prior, knees hinge
+      + w_pose (mean_j Σ_k a_jk θ_jk² + 10 Σ_knees (θ_y² + θ_z² + relu(-θ_x)²)   pose prior, knees
+                + 1000 Σ_elbows (θ_y² + θ_z² + relu(θ_x)²))                          and elbows hinge
       + w_shape ||β - 0.5||²                                             phenotype prior
       + w_dir  100 Σ_s c_s ω_s (d̂_s,x - a_s ŵ_s,x - b_s)² / Σ_s c_s ω_s  depth of each segment
       + w_shade Σ_p (d̂_L,x - d̂_R,x - a_p m_p - b_p)² / σ_p² / P           which leg is forward (shading)
@@ -71,13 +72,19 @@ from humanref_cli.perception.shading_cue import (
 ANNY_ID = "embedded:anny-0.6.2"
 # Names the fit's objective and priors; part of prep's cache key, so a workspace prepped by an earlier
 # fit is fitted again. Change it with any change to the objective (the suffix is the decision's number).
-FIT_ID = "humanref-bodyfit-4j"
+FIT_ID = "humanref-bodyfit-4l"
 UNIT = 50.0  # loss units per world unit: 1 = 1% of the crop side
 # Knuckle landmarks map to approximate bones and the face points are tiny: trust them less.
 _LANDMARK_WEIGHT = np.ones(33, np.float32)
 _LANDMARK_WEIGHT[[17, 18, 19, 20, 21, 22]] = 0.3
 _LANDMARK_WEIGHT[[1, 3, 4, 6, 9, 10]] = 0.5
 _KNEES = [POSE_BONES.index("lowerleg01.L"), POSE_BONES.index("lowerleg01.R")]
+# Elbows bend one way (flexion is -x in anny's axes, as +x is for knees). Without the hinge, raised
+# arms were fitted with straight-or-hyperextended elbows and the upper arm swung forward to match the
+# keypoints; a hard hinge (docs/decisions.md 4l) leaves the forearm, whose depth mediapipe gets right,
+# to place the elbow.
+_ELBOWS = [POSE_BONES.index("lowerarm01.L"), POSE_BONES.index("lowerarm01.R")]
+_ELBOW_HINGE = 1000.0
 # Per-bone, per-axis prior weights (anny's local axes: x the person's left, y back, z up): the clavicles
 # and the spine barely move in natural poses, and left free they trade places with the shoulders (an arm
 # raised sideways fitted as raised forward, which projects the same). A clavicle's elevation (about y)
@@ -197,9 +204,11 @@ def fit_losses(
     err = (pred - keypoints) * UNIT
     losses = {"keypoints": (c[:, None] * err.square()).sum() / c.sum().clamp_min(1e-6)}
     rot = fit.joint_rotvecs
-    knees = rot[_KNEES]
-    losses["pose"] = (_BONE_PRIOR.to(rot.dtype) * rot.square()).sum(-1).mean() + 10 * (
-        knees[:, 1:].square().sum() + F.relu(-knees[:, 0]).square().sum()
+    knees, elbows = rot[_KNEES], rot[_ELBOWS]
+    losses["pose"] = (
+        (_BONE_PRIOR.to(rot.dtype) * rot.square()).sum(-1).mean()
+        + 10 * (knees[:, 1:].square().sum() + F.relu(-knees[:, 0]).square().sum())
+        + _ELBOW_HINGE * (elbows[:, 1:].square().sum() + F.relu(elbows[:, 0]).square().sum())
     )
     losses["shape"] = (fit.phenotype - 0.5).square().sum()
     if world is not None:
