@@ -89,3 +89,15 @@ def test_packaged_calibration_reads_the_brighter_leg_as_forward():
     cue = limb_shading(rgb, mask, _keypoints(), np.ones(33))
     assert (cal.target(torch.as_tensor(cue.log_ratio)) > 0.5).all()
     assert describe(cue, cal).count("left forward") == len(PAIRS)
+
+
+def test_packaged_calibration_was_solved_with_the_settings_in_use():
+    """The calibration's a, b, σ only mean something for the sampling they were solved with."""
+    import json
+    from dataclasses import asdict
+
+    from humanref_cli.perception.landmark_offsets import calibration_text
+
+    table = json.loads(calibration_text())["shading_pairs"]
+    assert table["settings"] == asdict(ShadingSettings())
+    assert table["pairs"] == list(PAIRS)
