@@ -43,6 +43,8 @@ def test_brighter_left_leg_gives_the_log_ratio_of_the_brightness():
     assert cue.valid.all()
     np.testing.assert_allclose(cue.log_ratio, [np.log(2.0)] * len(PAIRS), atol=1e-9)
     assert np.allclose(cue.chroma, 0.0)
+    as_bytes = limb_shading((rgb * 250).astype(np.uint8), mask, _keypoints(), np.ones(33))  # prep's crops
+    np.testing.assert_allclose(as_bytes.log_ratio, cue.log_ratio, atol=1e-9)
 
 
 def test_dark_rims_do_not_count():

@@ -96,7 +96,8 @@ def limb_shading(
     bool, ``keypoints (33, 2)`` pixels ``(u, v)`` in the same image, ``visibility (33,)``."""
     s = settings
     img = np.asarray(rgb, np.float64)
-    img = img / 255.0 if img.max() > 1.0 else img
+    if np.issubdtype(np.asarray(rgb).dtype, np.integer):
+        img = img / 255.0
     lum = img.mean(-1)
     kp = np.asarray(keypoints, np.float64)
     h, w = mask.shape
