@@ -102,11 +102,13 @@ def _thigh_and_shin_depth_differences(body_json, anny_body) -> tuple[float, floa
     from humanref_cli.geometry.anny_body import BodyParams, forward_params
     from humanref_cli.perception.depth_calibration import segment_depth
     from humanref_cli.perception.landmark_offsets import detector_landmarks, detector_offsets
+    from humanref_cli.perception.shading_cue import PAIR_SEGMENTS
 
     with torch.no_grad():
         out = forward_params(anny_body, BodyParams.from_dict(body_json["params"]))
         x = segment_depth(detector_landmarks(out, detector_offsets(anny_body.dtype)))
-    return float(x[4] - x[6]), float(x[5] - x[7])
+    thighs, shins = (x[PAIR_SEGMENTS[:, 0]] - x[PAIR_SEGMENTS[:, 1]]).tolist()
+    return thighs, shins
 
 
 def test_a_stride_is_fitted_with_the_back_leg_behind(walking, anny_body):
@@ -186,6 +188,25 @@ def test_alpha_path_and_user_prompt(tmp_path, subject):
     assert result["prompt_source"] == "user"
     assert (ws.root / "prep" / "prompt.txt").read_text().startswith("a person in a purple shirt\n")
     assert np.asarray(Image.open(ws.root / "prep" / "mask.png")).shape == (256, 256)
+
+
+def test_the_shading_term_is_used_by_default_and_off_at_weight_zero(tmp_path, prepped, subject):
+    from dataclasses import replace
+
+    from humanref_cli.stages.prep import run_prep
+
+    ws, _ = prepped
+    assert "shading" in json.loads((ws.root / "prep" / "body.json").read_text())["fit"]["losses"]
+    off = Workspace(tmp_path / "ws")
+    run_prep(off, subject / "image.png", replace(PrepConfig(res=256), **QUICK_FIT, fit_w_shade=0.0), _rt())
+    assert "shading" not in json.loads((off.root / "prep" / "body.json").read_text())["fit"]["losses"]
+
+
+def test_a_negative_shading_weight_is_a_usage_error():
+    from humanref_cli.errors import UsageError
+
+    with pytest.raises(UsageError, match="fit_w_shade must be >= 0"):
+        PrepConfig(fit_w_shade=-1.0)
 
 
 def test_tiny_sam_and_segformer_through_the_stage(tmp_path, subject):

@@ -62,12 +62,7 @@ from humanref_cli.perception.depth_calibration import (
     segment_depth,
 )
 from humanref_cli.perception.landmark_offsets import detector_landmarks, detector_offsets
-from humanref_cli.perception.shading_cue import (
-    PAIR_SEGMENTS,
-    LimbShading,
-    ShadingCalibration,
-    load_shading_calibration,
-)
+from humanref_cli.perception.shading_cue import PAIR_SEGMENTS, LimbShading, load_shading_calibration
 
 ANNY_ID = "embedded:anny-0.6.2"
 # Names the fit's objective and priors; part of prep's cache key, so a workspace prepped by an earlier
@@ -190,7 +185,7 @@ def fit_losses(
     world: torch.Tensor | None = None,
     offsets: torch.Tensor | None = None,
     depth: DepthCalibration | None = None,
-    shading: tuple[torch.Tensor, torch.Tensor, ShadingCalibration] | None = None,
+    shading: tuple[torch.Tensor, torch.Tensor, DepthCalibration] | None = None,
 ) -> dict[str, torch.Tensor]:
     """The named loss terms of the module docstring (unweighted) for the current parameters.
     ``keypoints (33, 2)`` plane coordinates, ``conf (33,)``, ``world (33, 3)`` mediapipe's world

@@ -58,14 +58,15 @@ def segment_depth(points: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class DepthCalibration:
-    """Per-segment ``scale`` (a), ``bias`` (b) and residual ``sigma`` (σ), each ``(S,)``."""
+    """A linear correction of measured depth cues: per-entry ``scale`` (a), ``bias`` (b) and residual
+    ``sigma`` (σ), each ``(S,)`` (one entry per segment here, per limb pair in ``shading_cue``)."""
 
     scale: torch.Tensor
     bias: torch.Tensor
     sigma: torch.Tensor
 
     def target(self, detected: torch.Tensor) -> torch.Tensor:
-        """Expected true depth component ``(S,)`` given mediapipe's ``(S,)``: ``a m + b``."""
+        """Expected truth ``(S,)`` given the measurement ``(S,)``: ``a m + b``."""
         return self.scale * detected + self.bias
 
     def weights(self) -> torch.Tensor:
@@ -88,11 +89,24 @@ def solve_depth_calibration(truth: np.ndarray, detected: np.ndarray, ridge: floa
     return scale, bias, sigma
 
 
-def load_depth_calibration(dtype=torch.float32, device="cpu") -> DepthCalibration:
-    """The packaged calibration (``depth_directions`` of ``mediapipe_anny_offsets.json``)."""
-    table = json.loads(calibration_text())["depth_directions"]
-    if list(table["segments"]) != list(SEGMENTS):
-        raise ValueError("the packaged depth calibration does not match SEGMENTS: rerun calibrate_landmarks")
+def packaged_calibration(
+    key: str, names_key: str, names: list[str], dtype, device
+) -> DepthCalibration | None:
+    """Table ``key`` of ``mediapipe_anny_offsets.json`` (None if absent); its ``names_key`` must list
+    ``names`` in order, or the table was solved for other entries."""
+    table = json.loads(calibration_text()).get(key)
+    if table is None:
+        return None
+    if list(table[names_key]) != list(names):
+        raise ValueError(f"the packaged {key} calibration does not match the code: rerun calibrate_landmarks")
     return DepthCalibration(
         *(torch.tensor(table[k], dtype=dtype, device=device) for k in ("scale", "bias", "sigma"))
     )
+
+
+def load_depth_calibration(dtype=torch.float32, device="cpu") -> DepthCalibration:
+    """The packaged calibration (``depth_directions`` of ``mediapipe_anny_offsets.json``)."""
+    cal = packaged_calibration("depth_directions", "segments", list(SEGMENTS), dtype, device)
+    if cal is None:
+        raise ValueError("no depth calibration packaged: rerun calibrate_landmarks")
+    return cal

@@ -27,14 +27,12 @@ to one side), so in a photo lit differently its scale is only approximate.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from humanref_cli.perception.depth_calibration import SEGMENTS
-from humanref_cli.perception.landmark_offsets import calibration_text
+from humanref_cli.perception.depth_calibration import SEGMENTS, DepthCalibration, packaged_calibration
 
 # Mirror segment pairs (left, right), by name in depth_calibration.SEGMENTS.
 PAIRS = {"thighs": ("thigh.L", "thigh.R"), "shins": ("shin.L", "shin.R")}
@@ -121,32 +119,13 @@ def limb_shading(
     return LimbShading(ratio, valid, chroma)
 
 
-@dataclass(frozen=True)
-class ShadingCalibration:
-    """Per-pair ``scale`` (a), ``bias`` (b) and residual ``sigma`` (σ), each ``(P,)``."""
-
-    scale: torch.Tensor
-    bias: torch.Tensor
-    sigma: torch.Tensor
-
-    def target(self, log_ratio: torch.Tensor) -> torch.Tensor:
-        """Expected ``x_left - x_right`` ``(P,)`` given ``m (P,)``: ``a m + b``."""
-        return self.scale * log_ratio + self.bias
+def load_shading_calibration(dtype=torch.float32, device="cpu") -> DepthCalibration | None:
+    """The packaged calibration (``shading_pairs`` of ``mediapipe_anny_offsets.json``): ``target(m)`` is
+    the expected ``x_left - x_right`` ``(P,)``; None if absent."""
+    return packaged_calibration("shading_pairs", "pairs", list(PAIRS), dtype, device)
 
 
-def load_shading_calibration(dtype=torch.float32, device="cpu") -> ShadingCalibration | None:
-    """The packaged calibration (``shading_pairs`` of ``mediapipe_anny_offsets.json``), None if absent."""
-    table = json.loads(calibration_text()).get("shading_pairs")
-    if table is None:
-        return None
-    if list(table["pairs"]) != list(PAIRS):
-        raise ValueError("the packaged shading calibration does not match PAIRS: rerun calibrate_landmarks")
-    return ShadingCalibration(
-        *(torch.tensor(table[k], dtype=dtype, device=device) for k in ("scale", "bias", "sigma"))
-    )
-
-
-def describe(cue: LimbShading, cal: ShadingCalibration | None, level: float = 0.1) -> str:
+def describe(cue: LimbShading, cal: DepthCalibration | None, level: float = 0.1) -> str:
     """One line for the log: which leg each pair reads as forward (``|a m + b| < level``: level)."""
     if cal is None:
         return "no shading calibration packaged"

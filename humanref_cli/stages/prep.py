@@ -304,8 +304,9 @@ def _fit_body(photo: Photo, c: Cropped, cfg: PrepConfig, rt, report: Path):
         min_visibility=cfg.min_visibility,
         seed=rt.seed,
     )
-    shading = limb_shading(c.rgb, c.mask, c.keypoints, photo.person.visibility)
+    shading = None
     if cfg.fit_w_shade > 0:
+        shading = limb_shading(c.rgb, c.mask, c.keypoints, photo.person.visibility)
         rt.info(f"prep: legs' shading: {describe(shading, load_shading_calibration())}")
     total = settings.steps_keypoints + settings.steps_full
     with rt.progress(total, "prep: body fit") as bar:
