@@ -128,6 +128,9 @@ def test_texture_then_export(workspace):
     assert _front_error(mesh, refined, ws) < 0.7 * _front_error(mesh, read_png(tex_dir / "baked.png"), ws)
     notes = ws.record("texture")["notes"]
     assert notes["guidance"].startswith("none") and notes["uv_atlas"]["vertices"] == len(mesh.vertices)
+    # this field keeps the paper's initial inv_std (~20): too soft to place the silhouette, so the
+    # cpu preset's silhouette level falls back to the zero level set
+    assert notes["marching_cubes"]["level"] == 0.0
     assert run_texture(ws, cfg, rt)["up_to_date"] is True
 
     export_cfg = ExportConfig(turntable_frames=4, turntable_size=48, turntable_fps=4, sheet_size=32)

@@ -217,6 +217,8 @@ def test_coarse_then_refine_few_steps(tmp_path, subject_dir):
     refine_cfg = _refine_cfg(start=coarse_cfg.steps, steps=3)
     run_refine(ws, refine_cfg, rt)
     assert ws.record("refine")["status"] == "done" and ws.record("refine")["step"] == 6
+    # the cpu preset takes the mesh where the renders drew the silhouette (render/silhouette_level.py)
+    assert ws.record("refine")["notes"]["mesh_level"] > 0.003
     meta = json.loads((ws.root / "refine" / "field.json").read_text())
     assert meta  # the field's config travels with its weights
 
@@ -233,7 +235,8 @@ def test_coarse_then_refine_few_steps(tmp_path, subject_dir):
 
     ev = run_eval(ws, subject_dir, rt, res=32)
     assert json.loads((ws.root / "eval.json").read_text())["geometry"] == ev["geometry"]
-    assert abs(ev["geometry"]["chamfer_cm"] - m["chamfer_cm"]) < 0.3  # no camera.json: identity frame map
+    # no camera.json: identity frame map, so the unaligned metric is the one computed above
+    assert abs(ev["geometry_as_placed"]["chamfer_cm"] - m["chamfer_cm"]) < 0.3
     assert set(ev["novel"]["views"]) == {f"az_{a:03d}" for a in range(45, 360, 45)}
     assert 5.0 < ev["front"]["psnr"] < 60.0 and ev["front"]["res"] == 32
 

@@ -147,6 +147,13 @@ class CoarseConfig:
         default=512, metadata=_help("Rendered maps are bilinearly resized to this for losses.")
     )
     mesh_res: int = field(default=256, metadata=_help("Marching-cubes grid resolution of mesh.ply."))
+    mesh_at_silhouette: bool = field(
+        default=False,
+        metadata=_help(
+            "Take mesh.ply at the level where renders draw the silhouette (render/silhouette_level.py),"
+            " not at the zero level set (released)."
+        ),
+    )
     prior_res: int = field(default=128, metadata=_help("Grid resolution of the precomputed body-prior SDF."))
     geometry: FieldConfig = field(default_factory=FieldConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -178,6 +185,13 @@ class RefineConfig:
         default=512, metadata=_help("Rendered maps are bilinearly resized to this for losses.")
     )
     mesh_res: int = field(default=256, metadata=_help("Marching-cubes grid resolution of mesh.ply."))
+    mesh_at_silhouette: bool = field(
+        default=False,
+        metadata=_help(
+            "Take mesh.ply at the level where renders draw the silhouette (render/silhouette_level.py),"
+            " not at the zero level set (released)."
+        ),
+    )
     loss: LossConfig = field(default_factory=LossConfig)
     views: ViewConfig = field(default_factory=ViewConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -258,7 +272,12 @@ def _scaled_fields(cfg: CoarseConfig | RefineConfig, f: float) -> dict:
 
 def _cpu_fields(cfg: CoarseConfig | RefineConfig) -> dict:
     """Fields both stages' cpu presets replace (the deviations listed above ``CPU_OPTIM``)."""
-    return {"mesh_res": 128, "views": _cpu_views(cfg.views), "optim": replace(cfg.optim, **CPU_OPTIM)}
+    return {
+        "mesh_res": 128,
+        "mesh_at_silhouette": True,
+        "views": _cpu_views(cfg.views),
+        "optim": replace(cfg.optim, **CPU_OPTIM),
+    }
 
 
 def coarse_preset(name: str) -> CoarseConfig:

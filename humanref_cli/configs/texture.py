@@ -31,6 +31,13 @@ def _texture_guidance(name: str) -> GuidanceConfig:
 @dataclass(frozen=True)
 class TextureConfig:
     mc_res: int = field(default=512, metadata=_help("Marching-cubes grid resolution over the scene box."))
+    mc_at_silhouette: bool = field(
+        default=False,
+        metadata=_help(
+            "Extract the mesh at the level where renders draw the silhouette (render/silhouette_level.py),"
+            " not at the zero level set (released)."
+        ),
+    )
     mc_chunk: int = field(default=262144, metadata=_help("SDF queries per chunk during extraction.", False))
     min_component_ratio: float = field(
         default=0.05,
@@ -126,6 +133,7 @@ def texture_preset(name: str) -> TextureConfig:
         cfg = replace(
             cfg,
             mc_res=128,
+            mc_at_silhouette=True,
             target_faces=15000,
             texture_size=1024,
             refine_steps=100,

@@ -86,8 +86,10 @@ def run_optim_stage(
         scalars = train(field, occupancy, data, cfg, rt, io, guidance=guidance)
         run.set_step(cfg.end_step, flush=True)
         paths = save_field(field, run.dir)
-        mesh_path = write_mesh(field, run.dir / "mesh.ply", cfg.mesh_res, cfg.optim.chunk)
+        level = extraction_level(field, cfg.mesh_at_silhouette, rt, name)
+        mesh_path = write_mesh(field, run.dir / "mesh.ply", cfg.mesh_res, cfg.optim.chunk, level)
         run.add_output(*paths, mesh_path)
+        run.note(mesh_level=round(level, 6))
         run.note(final_losses={k: round(v, 6) for k, v in scalars.items()})
     return {
         "stage": name,
@@ -111,8 +113,24 @@ def stage_loop_io(run, key: str, resume: Path | None):
     )
 
 
-def write_mesh(field, path: Path, resolution: int, chunk: int) -> Path:
-    """Marching cubes of the field's zero level set over the scene box, written as PLY."""
+def extraction_level(field, at_silhouette: bool, rt, stage: str) -> float:
+    """The SDF level to take the mesh at: 0 (the released code), or with ``at_silhouette`` where the
+    field's renders draw its silhouette (:mod:`render.silhouette_level`); says which on stderr."""
+    if not at_silhouette:
+        return 0.0
+    from humanref_cli.render.silhouette_level import mesh_level
+
+    inv_std = float(field.inv_std().detach())
+    level = mesh_level(inv_std)
+    if level is None:
+        rt.warn(f"{stage}: density too soft (inv_std {inv_std:.0f}) to place the silhouette; mesh at level 0")
+        return 0.0
+    rt.info(f"{stage}: mesh at the rendered silhouette, SDF level {level:.4f} (inv_std {inv_std:.0f})")
+    return level
+
+
+def write_mesh(field, path: Path, resolution: int, chunk: int, level: float = 0.0) -> Path:
+    """Marching cubes of the field's ``level`` set (0: the zero level set) over the scene box, as PLY."""
     import torch
     import trimesh
 
@@ -121,7 +139,7 @@ def write_mesh(field, path: Path, resolution: int, chunk: int) -> Path:
 
     with torch.no_grad():
         device = next(field.parameters()).device
-        vertices, faces = extract_mesh(field.sdf, resolution, chunk=chunk, device=device)
+        vertices, faces = extract_mesh(field.sdf, resolution, chunk=chunk, device=device, level=level)
     mesh = trimesh.Trimesh(vertices, faces, process=False)
     with atomic_path(path) as tmp:
         mesh.export(tmp, file_type="ply")

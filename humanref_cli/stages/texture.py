@@ -34,8 +34,9 @@ def texture_inputs(ws: Workspace, with_guidance: bool) -> list[Path]:
     return inputs
 
 
-def build_uv_mesh(sdf_fn, cfg, rt, device="cpu"):
-    """Steps 1-3 + unwrap: returns a ``UVMesh`` and a dict of counts/timings for the manifest."""
+def build_uv_mesh(sdf_fn, cfg, rt, device="cpu", level: float = 0.0):
+    """Steps 1-3 + unwrap (marching cubes at SDF ``level``): returns a ``UVMesh`` and a dict of
+    counts/timings for the manifest."""
     import torch
 
     from humanref_cli.errors import UpstreamError
@@ -46,9 +47,10 @@ def build_uv_mesh(sdf_fn, cfg, rt, device="cpu"):
     facts: dict[str, Any] = {}
     t0 = time.monotonic()
     with torch.no_grad():
-        vertices, faces = extract_mesh(sdf_fn, cfg.mc_res, SCENE_BOX, cfg.mc_chunk, device=device)
+        vertices, faces = extract_mesh(sdf_fn, cfg.mc_res, SCENE_BOX, cfg.mc_chunk, device, level)
     vertices, faces = np.asarray(vertices, np.float32), np.asarray(faces, np.int64)
-    facts["marching_cubes"] = {"faces": len(faces), "seconds": round(time.monotonic() - t0, 2)}
+    seconds = round(time.monotonic() - t0, 2)
+    facts["marching_cubes"] = {"faces": len(faces), "level": round(level, 6), "seconds": seconds}
     if len(faces) == 0:
         raise UpstreamError(
             "the refined field has no surface (empty zero level set)",
@@ -142,8 +144,11 @@ def _bake_stage_mesh(ws: Workspace, cfg, rt, out_dir: Path) -> dict[str, Any]:
 
     field = load_field(ws.root / "refine", rt.device)
     field.eval()
+    from humanref_cli.stages.optimise import extraction_level
+
+    level = extraction_level(field, cfg.mc_at_silhouette, rt, "texture")
     rt.info(f"texture: marching cubes at {cfg.mc_res}^3")
-    atlas, facts = build_uv_mesh(field.sdf, cfg, rt, device=rt.device)
+    atlas, facts = build_uv_mesh(field.sdf, cfg, rt, device=rt.device, level=level)
     t0 = time.monotonic()
     albedo, covered = bake_texture(
         atlas.vertices,
