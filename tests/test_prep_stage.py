@@ -62,6 +62,24 @@ def test_outputs_and_notes(prepped):
     assert Image.open(prep / "report.png").size == (1024, 540)
 
 
+def test_the_written_silhouette_matches_the_ground_truth(prepped, subject, tmp_path):
+    """``prep/mask.png`` mapped back onto the photo (eval.body_fit.silhouette_iou) against gt/mask.png;
+    a copy shifted by 3 px scores lower, so the measure sees the frame."""
+    import shutil
+
+    from humanref_cli.eval.body_fit import silhouette_iou
+
+    ws, result = prepped
+    assert result["mask_edge_refined"] is True
+    iou = silhouette_iou(ws.root / "prep", subject)
+    assert iou >= 0.985, iou
+    shifted = tmp_path / "prep"
+    shutil.copytree(ws.root / "prep", shifted)
+    mask = np.asarray(Image.open(shifted / "mask.png"))
+    Image.fromarray(np.roll(mask, 3, axis=1)).save(shifted / "mask.png")
+    assert silhouette_iou(shifted, subject) < iou - 0.03
+
+
 def test_raised_arms_are_raised_at_the_shoulder_not_shrugged(prepped):
     """Seed 0 raises both arms sideways with the clavicles at rest; a free clavicle let the fit shrug
     (elevation, about anny's back axis y: 0.4 rad) and raise the upper arm less, which puts the

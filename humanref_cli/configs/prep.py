@@ -34,6 +34,19 @@ class PrepConfig:
         default=1,
         metadata={"help": "Silhouette erosion in pixels at twice the crop size (method: 1 at 1024)."},
     )
+    mask_refine: bool = field(
+        default=True,
+        metadata={
+            "help": "Snap mediapipe's mask to the photo's colour edges with a guided filter (decision 4m)."
+        },
+    )
+    mask_refine_radius: float = field(
+        default=0.0175,
+        metadata={"help": "Guided filter window radius as a fraction of the person's height (8 px at 460)."},
+    )
+    mask_refine_eps: float = field(
+        default=1e-4, metadata={"help": "Guided filter regulariser (colours in [0, 1]); larger is smoother."}
+    )
     use_sam: bool = field(
         default=True, metadata={"help": "Use SAM for the silhouette when its weights exist."}
     )
@@ -98,6 +111,10 @@ class PrepConfig:
             raise UsageError(f"prep.box_scale must be in [0.1, 1], got {self.box_scale}")
         if self.max_people < 1:
             raise UsageError(f"prep.max_people must be at least 1, got {self.max_people}")
+        if not 0 < self.mask_refine_radius <= 0.2:
+            raise UsageError(f"prep.mask_refine_radius must be in (0, 0.2], got {self.mask_refine_radius}")
+        if self.mask_refine_eps <= 0:
+            raise UsageError(f"prep.mask_refine_eps must be > 0, got {self.mask_refine_eps}")
         for name in ("fit_w_sil", "fit_w_pose", "fit_w_shape", "fit_w_dir", "fit_w_upright", "fit_w_shade"):
             if getattr(self, name) < 0:
                 raise UsageError(f"prep.{name} must be >= 0 (a weight), got {getattr(self, name)}")

@@ -1,4 +1,5 @@
-"""How far a workspace's fitted body (``prep/body.ply``) is from a synthetic subject's ground truth.
+"""How far a workspace's fitted body (``prep/body.ply``) and silhouette (``prep/mask.png``) are from a
+synthetic subject's ground truth.
 
 The prep crop is not the subject's framing: a fitted world point goes world (y, z) -> crop pixel ->
 photo pixel -> subject world, a uniform scale ``k = side / photo`` and a shift. Depth is unobservable
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from humanref_cli.eval.metrics import align_depth, geometry_metrics
+from humanref_cli.eval.metrics import SURFACE_SAMPLES, align_depth, geometry_metrics
 
 
 def crop_to_subject_world(vertices: np.ndarray, crop_box: list[float], photo_size: int) -> np.ndarray:
@@ -29,7 +30,7 @@ def crop_to_subject_world(vertices: np.ndarray, crop_box: list[float], photo_siz
 
 
 def body_fit_error(
-    prep_dir: Path, subject_dir: Path, n_samples: int = 5000, align: str = "centroid"
+    prep_dir: Path, subject_dir: Path, n_samples: int = SURFACE_SAMPLES, align: str = "centroid"
 ) -> dict[str, float]:
     """Chamfer / P2S (cm, subject scaled to 1.75 m) and normal consistency of the fitted body against
     ``subject_dir/gt/mesh.ply``, depth aligned by ``align`` (``centroid`` or ``bbox``)."""
@@ -47,5 +48,24 @@ def body_fit_error(
     if align == "bbox":
         v[:, 0] += (gv[:, 0].min() + gv[:, 0].max() - v[:, 0].min() - v[:, 0].max()) / 2
     else:
-        v = align_depth(v, faces, gv, gt_faces)
+        v = align_depth(v, faces, gv, gt_faces, n_samples=n_samples)
     return geometry_metrics(v, faces, gv, gt_faces, n_samples=n_samples)
+
+
+def silhouette_iou(prep_dir: Path, subject_dir: Path) -> float:
+    """IoU of ``prep/mask.png`` mapped back onto the photo (``photo_to_crop`` of ``prep/camera.json``,
+    pixel centres at ``i + 0.5``) against ``subject_dir/gt/mask.png``."""
+    import cv2
+    from PIL import Image
+
+    cam = json.loads((Path(prep_dir) / "camera.json").read_text())
+    m = np.asarray(cam["photo_to_crop"], np.float64)
+    gt = np.asarray(Image.open(Path(subject_dir) / "gt" / "mask.png").convert("L")) > 127
+    crop = (np.asarray(Image.open(Path(prep_dir) / "mask.png").convert("L")) > 127).astype(np.float32)
+    h, w = gt.shape
+    xs, ys = np.meshgrid(np.arange(w) + 0.5, np.arange(h) + 0.5)
+    map_x = (m[0, 0] * xs + m[0, 1] * ys + m[0, 2] - 0.5).astype(np.float32)
+    map_y = (m[1, 0] * xs + m[1, 1] * ys + m[1, 2] - 0.5).astype(np.float32)
+    mask = cv2.remap(crop, map_x, map_y, cv2.INTER_LINEAR, borderValue=0) > 0.5
+    union = np.logical_or(mask, gt).sum()
+    return float(np.logical_and(mask, gt).sum() / union) if union else 1.0

@@ -167,8 +167,6 @@ def _silhouette(
 
     from humanref_cli.perception import silhouette as sil
 
-    person = photo.person
-    mp_mask = person.mask > 0.5 if person.mask is not None else None
     if user_mask is not None:
         m = sil.mask_from_file(Path(user_mask), photo.loaded.size, cfg.max_pixels)
         if m.shape != photo.rgb.shape[:2]:
@@ -177,6 +175,7 @@ def _silhouette(
     elif photo.alpha is not None:
         chosen, source = sil.mask_from_alpha(photo.alpha), "alpha"
     else:
+        mp_mask = _mediapipe_mask(photo, cfg)
         chosen, source = mp_mask, "mediapipe"
         if "sam" in found:
             chosen, source = _sam_silhouette(photo, cfg, rt, found["sam"], mp_mask)
@@ -186,6 +185,18 @@ def _silhouette(
             hint="pass a mask with --mask (white = person)",
         )
     return sil.largest_component(chosen), source
+
+
+def _mediapipe_mask(photo: Photo, cfg: PrepConfig) -> np.ndarray | None:
+    """mediapipe's soft mask -> bool, snapped to the photo's edges by the guided filter when enabled."""
+    from humanref_cli.perception.guided_filter import refine_mask
+
+    soft = photo.person.mask
+    if soft is None:
+        return None
+    if not cfg.mask_refine:
+        return soft > 0.5
+    return refine_mask(photo.rgb, soft, photo.person.box, cfg.mask_refine_radius, cfg.mask_refine_eps)
 
 
 def _sam_silhouette(photo: Photo, cfg: PrepConfig, rt, sam_dir: Path, mp_mask: np.ndarray | None):
@@ -234,6 +245,7 @@ def _prepare(run, photo: Photo, cfg: PrepConfig, rt, *, user_mask, user_prompt, 
     notes = {
         "mask_source": c.source,
         "mask_eroded_px": c.erode_px,
+        "mask_edge_refined": c.source.startswith("mediapipe") and cfg.mask_refine,
         "people_found": photo.people,
         "person": photo.index,
         "keypoint_residual_px": round(fit.keypoint_error_px, 3),
@@ -279,7 +291,12 @@ def _crop_and_mask(photo: Photo, cfg: PrepConfig, rt, user_mask: Path | None, fo
     )
     rgb = np.where(mask[..., None], rgb, 255).astype(np.uint8)  # composited on white, as the released crop
     keypoints = crop.to_crop(photo.person.keypoints)
-    rt.info(f"prep: silhouette from {mask_source}; crop {crop.side}px -> {cfg.res}px")
+    refined = (
+        " (edges snapped by the guided filter)"
+        if mask_source.startswith("mediapipe") and cfg.mask_refine
+        else ""
+    )
+    rt.info(f"prep: silhouette from {mask_source}{refined}; crop {crop.side}px -> {cfg.res}px")
     return Cropped(crop, rgb, mask, keypoints, mask_source, erode)
 
 
