@@ -433,6 +433,13 @@ def test_mediapipe_native_log_noise_is_filtered_but_other_stderr_passes(capfd):
     assert "XNNPACK" not in err and "Feedback manager" not in err
 
 
+def test_bad_mask_filter_setting_is_a_usage_error_through_the_cli(tmp_path, subject):
+    result = _cli(["prep", str(subject / "image.png"), str(tmp_path / "ws"), "--set", "mask_refine_eps=0"])
+    assert result.exit_code == 2
+    assert "mask_refine_eps must be > 0" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "ws" / "prep").exists()  # nothing half-written
+
+
 def test_negative_fit_weight_is_a_usage_error_through_the_cli(tmp_path, subject):
     result = _cli(["prep", str(subject / "image.png"), str(tmp_path / "ws"), "--set", "fit_w_dir=-1"])
     assert result.exit_code == 2

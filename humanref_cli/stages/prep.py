@@ -245,7 +245,7 @@ def _prepare(run, photo: Photo, cfg: PrepConfig, rt, *, user_mask, user_prompt, 
     notes = {
         "mask_source": c.source,
         "mask_eroded_px": c.erode_px,
-        "mask_edge_refined": c.source.startswith("mediapipe") and cfg.mask_refine,
+        "mask_edge_refined": c.edge_refined,
         "people_found": photo.people,
         "person": photo.index,
         "keypoint_residual_px": round(fit.keypoint_error_px, 3),
@@ -267,7 +267,8 @@ def _prepare(run, photo: Photo, cfg: PrepConfig, rt, *, user_mask, user_prompt, 
 @dataclass(frozen=True)
 class Cropped:
     """The person's square crop: ``rgb`` ``(res, res, 3)`` uint8 composited on white, bool ``mask``
-    ``(res, res)``, ``keypoints`` ``(33, 2)`` in crop pixels, the silhouette's source and its erosion."""
+    ``(res, res)``, ``keypoints`` ``(33, 2)`` in crop pixels, the silhouette's source, its erosion and
+    whether the guided filter snapped its edges (decision 4m)."""
 
     crop: Any
     rgb: np.ndarray
@@ -275,6 +276,7 @@ class Cropped:
     keypoints: np.ndarray
     source: str
     erode_px: int
+    edge_refined: bool
 
 
 def _crop_and_mask(photo: Photo, cfg: PrepConfig, rt, user_mask: Path | None, found: dict) -> Cropped:
@@ -291,13 +293,10 @@ def _crop_and_mask(photo: Photo, cfg: PrepConfig, rt, user_mask: Path | None, fo
     )
     rgb = np.where(mask[..., None], rgb, 255).astype(np.uint8)  # composited on white, as the released crop
     keypoints = crop.to_crop(photo.person.keypoints)
-    refined = (
-        " (edges snapped by the guided filter)"
-        if mask_source.startswith("mediapipe") and cfg.mask_refine
-        else ""
-    )
-    rt.info(f"prep: silhouette from {mask_source}{refined}; crop {crop.side}px -> {cfg.res}px")
-    return Cropped(crop, rgb, mask, keypoints, mask_source, erode)
+    refined = mask_source.startswith("mediapipe") and cfg.mask_refine
+    note = " (edges snapped by the guided filter)" if refined else ""
+    rt.info(f"prep: silhouette from {mask_source}{note}; crop {crop.side}px -> {cfg.res}px")
+    return Cropped(crop, rgb, mask, keypoints, mask_source, erode, refined)
 
 
 def _fit_body(photo: Photo, c: Cropped, cfg: PrepConfig, rt, report: Path):
