@@ -67,7 +67,7 @@ from humanref_cli.perception.shading_cue import PAIR_SEGMENTS, LimbShading, load
 ANNY_ID = "embedded:anny-0.6.2"
 # Names the fit's objective and priors; part of prep's cache key, so a workspace prepped by an earlier
 # fit is fitted again. Change it with any change to the objective (the suffix is the decision's number).
-FIT_ID = "humanref-bodyfit-4l"
+FIT_ID = "humanref-bodyfit-4n"
 UNIT = 50.0  # loss units per world unit: 1 = 1% of the crop side
 # Knuckle landmarks map to approximate bones and the face points are tiny: trust them less.
 _LANDMARK_WEIGHT = np.ones(33, np.float32)
@@ -85,14 +85,21 @@ _ELBOW_HINGE = 1000.0
 # raised sideways fitted as raised forward, which projects the same). A clavicle's elevation (about y)
 # is held near rest (docs/decisions.md 4i): a shrug plus a smaller, twisted shoulder rotation puts the
 # keypoints where a raised arm does, and the fit preferred it; its twist and its reach forward stay freer.
+# The spine's pitch (about x) is invisible from the front but for a little foreshortening, which the
+# keypoints then decide: mediapipe puts the shoulders of a raised arm 5-19 px above anny's, and a weak
+# prior let the fit bend the upper spine ~0.3 rad to shorten the torso, throwing the head 10 cm back
+# (docs/decisions.md 4n). People stand for a full-body photo with the spine near upright.
 _CLAVICLE_PRIOR = (10.0, 1000.0, 10.0)
-_SPINE_PRIOR = 3.0
+_SPINE_PRIOR = (1000.0, 3.0, 3.0)
+_NECK_PRIOR = (3.0, 3.0, 3.0)
 _BONE_PRIOR = torch.tensor(
     [
         _CLAVICLE_PRIOR
         if b.startswith("clavicle")
-        else (_SPINE_PRIOR,) * 3
-        if b.startswith(("spine", "neck", "head"))
+        else _SPINE_PRIOR
+        if b.startswith("spine")
+        else _NECK_PRIOR
+        if b.startswith(("neck", "head"))
         else (1.0,) * 3
         for b in POSE_BONES
     ]
@@ -106,7 +113,7 @@ class FitSettings:
     steps_keypoints: int = 40
     steps_full: int = 80
     w_kp: float = 1.0
-    w_sil: float = 2.0
+    w_sil: float = 10.0
     w_pose: float = 0.05
     w_shape: float = 0.05
     w_dir: float = 1.0
