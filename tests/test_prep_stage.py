@@ -90,6 +90,20 @@ def test_raised_arms_are_raised_at_the_shoulder_not_shrugged(prepped):
         assert abs(pose.get(f"clavicle.{side}", [0.0, 0.0, 0.0])[1]) < 0.1
 
 
+def test_the_spine_is_fitted_near_its_true_pitch(prepped, subject):
+    """The spine's pitch (about anny's x) is invisible from the front but for the torso's
+    foreshortening. mediapipe puts a raised arm's shoulder above anny's, and under a weak prior the fit
+    shortened seed 0's torso by pitching the three spine bones about -0.3 rad in all (the neck +0.18 back)
+    where the truth has +0.09; now -0.05 (docs/decisions.md 4n)."""
+    ws, _ = prepped
+    fitted = json.loads((ws.root / "prep" / "body.json").read_text())["params"]["pose"]
+    truth = json.loads((subject / "gt" / "camera.json").read_text())["body"]["pose"]
+    bones = ("spine01", "spine03", "spine05")
+    pitch = sum(fitted.get(b, [0.0] * 3)[0] for b in bones)
+    true_pitch = sum(truth.get(b, [0.0] * 3)[0] for b in bones)
+    assert abs(pitch - true_pitch) < 0.25, (pitch, true_pitch)
+
+
 def test_elbows_bend_only_one_way(prepped):
     """anny's elbows flex about -x; without a hinge, seed 0's raised left arm was fitted with the
     elbow bent backwards and sideways (+0.21, +0.14 rad) and the upper arm swung forward instead."""
