@@ -123,7 +123,7 @@ class PrepConfig:
 def preset(name: str) -> PrepConfig:
     """Prep settings of a preset: all three use the defaults. ``cpu`` used to fit the body with fewer
     evaluations (30 + 60); with the silhouette weighted as now that stopped short of the fit (seeds 0-7:
-    1.34 against 1.11 cm, docs/decisions.md 4n), and prep stays under 20 s a photo on 2 cores anyway."""
+    1.34 against 1.11 cm, docs/decisions.md 4n), and prep stays under 25 s a photo on 2 cores anyway."""
     if name not in PRESETS:
         raise UsageError(f"unknown preset {name!r}", hint=f"use one of {', '.join(PRESETS)}")
     return PrepConfig()
