@@ -87,23 +87,25 @@ _ELBOW_HINGE = 1000.0
 # keypoints where a raised arm does, and the fit preferred it; its twist and its reach forward stay freer.
 # The spine's pitch (about x) is invisible from the front but for a little foreshortening, which the
 # keypoints then decide: mediapipe puts the shoulders of a raised arm 5-19 px above anny's, and a weak
-# prior let the fit bend the upper spine ~0.3 rad to shorten the torso, throwing the head 10 cm back
+# prior let the fit bend the upper spine ~0.3 rad to shorten the torso, throwing the head ~10 cm back
 # (docs/decisions.md 4n). People stand for a full-body photo with the spine near upright.
 _CLAVICLE_PRIOR = (10.0, 1000.0, 10.0)
 _SPINE_PRIOR = (1000.0, 3.0, 3.0)
 _NECK_PRIOR = (3.0, 3.0, 3.0)
-_BONE_PRIOR = torch.tensor(
-    [
-        _CLAVICLE_PRIOR
-        if b.startswith("clavicle")
-        else _SPINE_PRIOR
-        if b.startswith("spine")
-        else _NECK_PRIOR
-        if b.startswith(("neck", "head"))
-        else (1.0,) * 3
-        for b in POSE_BONES
-    ]
-)  # (B, 3)
+
+
+def _bone_prior(bone: str) -> tuple[float, float, float]:
+    """Per-axis pose prior weights of one of :data:`POSE_BONES`."""
+    if bone.startswith("clavicle"):
+        return _CLAVICLE_PRIOR
+    if bone.startswith("spine"):
+        return _SPINE_PRIOR
+    if bone.startswith(("neck", "head")):
+        return _NECK_PRIOR
+    return (1.0, 1.0, 1.0)
+
+
+_BONE_PRIOR = torch.tensor([_bone_prior(b) for b in POSE_BONES])  # (B, 3)
 
 
 @dataclass(frozen=True)
