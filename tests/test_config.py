@@ -99,3 +99,23 @@ def test_semantic_dict_drops_non_semantic_fields():
     assert "preview_every" not in semantic_dict(Outer())
     assert config_hash(Outer()) == config_hash(Outer(preview_every=1))
     assert config_hash(Outer()) != config_hash(Outer(steps=1))
+
+
+def test_prep_fit_settings_carry_every_fit_field():
+    """Each ``fit_*`` field of the prep config reaches the body fit's settings (not one default-equal
+    value standing in for another), and the fit's own defaults are prep's."""
+    from dataclasses import fields, replace
+
+    from humanref_cli.configs.prep import PrepConfig
+    from humanref_cli.perception.bodyfit import FitSettings
+
+    assert FitSettings.from_prep(PrepConfig(), 0) == FitSettings()
+    names = [f.name for f in fields(PrepConfig) if f.name.startswith("fit_") and f.name != "fit_min_iou"]
+    changed = {}
+    for i, name in enumerate(names):
+        default = getattr(PrepConfig(), name)
+        changed[name] = (not default) if isinstance(default, bool) else type(default)(i + 2)
+    settings = FitSettings.from_prep(replace(PrepConfig(), min_visibility=0.25, **changed), seed=7)
+    for name, value in changed.items():
+        assert getattr(settings, name.removeprefix("fit_")) == value, name
+    assert settings.min_visibility == 0.25 and settings.seed == 7

@@ -47,6 +47,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from humanref_cli.configs.prep import PrepConfig
 from humanref_cli.geometry.anny_body import (
     POSE_BONES,
     AnnyBody,
@@ -108,25 +109,46 @@ def _bone_prior(bone: str) -> tuple[float, float, float]:
 _BONE_PRIOR = torch.tensor([_bone_prior(b) for b in POSE_BONES])  # (B, 3)
 
 
+_PREP = PrepConfig()  # the one source of the fit's defaults: prep's settings
+
+
 @dataclass(frozen=True)
 class FitSettings:
-    """Optimisation settings (``PrepConfig`` fills them)."""
+    """Optimisation settings; the defaults are ``PrepConfig``'s ``fit_*`` values (prep passes its own)."""
 
-    steps_keypoints: int = 40
-    steps_full: int = 80
+    steps_keypoints: int = _PREP.fit_steps_keypoints
+    steps_full: int = _PREP.fit_steps_full
     w_kp: float = 1.0
-    w_sil: float = 10.0
-    w_pose: float = 0.05
-    w_shape: float = 0.05
-    w_dir: float = 1.0
-    w_upright: float = 1.0
-    w_shade: float = 1.0
-    detector_offsets: bool = True
-    depth_calibration: bool = True
-    min_visibility: float = 0.5
+    w_sil: float = _PREP.fit_w_sil
+    w_pose: float = _PREP.fit_w_pose
+    w_shape: float = _PREP.fit_w_shape
+    w_dir: float = _PREP.fit_w_dir
+    w_upright: float = _PREP.fit_w_upright
+    w_shade: float = _PREP.fit_w_shade
+    detector_offsets: bool = _PREP.fit_detector_offsets
+    depth_calibration: bool = _PREP.fit_depth_calibration
+    min_visibility: float = _PREP.min_visibility
     boundary_samples: int = 1500
     vertex_stride: int = 4
     seed: int = 0
+
+    @staticmethod
+    def from_prep(cfg: PrepConfig, seed: int) -> FitSettings:
+        """The settings of ``cfg``'s ``fit_*`` fields (and its ``min_visibility``) with ``seed``."""
+        return FitSettings(
+            steps_keypoints=cfg.fit_steps_keypoints,
+            steps_full=cfg.fit_steps_full,
+            w_sil=cfg.fit_w_sil,
+            w_pose=cfg.fit_w_pose,
+            w_shape=cfg.fit_w_shape,
+            w_dir=cfg.fit_w_dir,
+            w_upright=cfg.fit_w_upright,
+            w_shade=cfg.fit_w_shade,
+            detector_offsets=cfg.fit_detector_offsets,
+            depth_calibration=cfg.fit_depth_calibration,
+            min_visibility=cfg.min_visibility,
+            seed=seed,
+        )
 
 
 @dataclass

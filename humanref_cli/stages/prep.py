@@ -306,20 +306,7 @@ def _fit_body(photo: Photo, c: Cropped, cfg: PrepConfig, rt, report: Path):
     from humanref_cli.perception.bodyfit import FitSettings, fit_body
     from humanref_cli.perception.shading_cue import describe, limb_shading, load_shading_calibration
 
-    settings = FitSettings(
-        steps_keypoints=cfg.fit_steps_keypoints,
-        steps_full=cfg.fit_steps_full,
-        w_sil=cfg.fit_w_sil,
-        w_pose=cfg.fit_w_pose,
-        w_shape=cfg.fit_w_shape,
-        w_dir=cfg.fit_w_dir,
-        w_upright=cfg.fit_w_upright,
-        w_shade=cfg.fit_w_shade,
-        detector_offsets=cfg.fit_detector_offsets,
-        depth_calibration=cfg.fit_depth_calibration,
-        min_visibility=cfg.min_visibility,
-        seed=rt.seed,
-    )
+    settings = FitSettings.from_prep(cfg, rt.seed)
     shading = None
     if cfg.fit_w_shade > 0:
         shading = limb_shading(c.rgb, c.mask, c.keypoints, photo.person.visibility)
