@@ -58,6 +58,8 @@ def silhouette_iou(prep_dir: Path, subject_dir: Path) -> float:
     import cv2
     from PIL import Image
 
+    from humanref_cli.perception.silhouette import mask_iou
+
     cam = json.loads((Path(prep_dir) / "camera.json").read_text())
     m = np.asarray(cam["photo_to_crop"], np.float64)
     gt = np.asarray(Image.open(Path(subject_dir) / "gt" / "mask.png").convert("L")) > 127
@@ -67,5 +69,4 @@ def silhouette_iou(prep_dir: Path, subject_dir: Path) -> float:
     map_x = (m[0, 0] * xs + m[0, 1] * ys + m[0, 2] - 0.5).astype(np.float32)
     map_y = (m[1, 0] * xs + m[1, 1] * ys + m[1, 2] - 0.5).astype(np.float32)
     mask = cv2.remap(crop, map_x, map_y, cv2.INTER_LINEAR, borderValue=0) > 0.5
-    union = np.logical_or(mask, gt).sum()
-    return float(np.logical_and(mask, gt).sum() / union) if union else 1.0
+    return mask_iou(mask, gt)
