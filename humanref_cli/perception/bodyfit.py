@@ -132,10 +132,10 @@ class FitSettings:
     vertex_stride: int = 4
     seed: int = 0
 
-    @staticmethod
-    def from_prep(cfg: PrepConfig, seed: int) -> FitSettings:
+    @classmethod
+    def from_prep(cls, cfg: PrepConfig, seed: int) -> FitSettings:
         """The settings of ``cfg``'s ``fit_*`` fields (and its ``min_visibility``) with ``seed``."""
-        return FitSettings(
+        return cls(
             steps_keypoints=cfg.fit_steps_keypoints,
             steps_full=cfg.fit_steps_full,
             w_sil=cfg.fit_w_sil,
