@@ -101,17 +101,19 @@ def evaluate(ws_dir: Path, subject: Path) -> dict:
     from humanref_cli.workspace import Workspace
 
     result = run_eval(Workspace(ws_dir), subject, _runtime(), stage="refine", res=EVAL_RES)
-    result["dense_occ"] = appearance_dense_occupancy(ws_dir, subject)
+    frame = result["novel_frame"]
+    result["dense_occ"] = appearance_dense_occupancy(ws_dir, subject, frame["scale"], frame["shift"])
     return result
 
 
-def appearance_dense_occupancy(ws_dir: Path, subject: Path, passes: int = 9) -> dict:
+def appearance_dense_occupancy(ws_dir: Path, subject: Path, k: float, t: list, passes: int = 9) -> dict:
     """Front and novel PSNR/SSIM as ``humanref eval`` computes them, but with an occupancy grid that
     evaluates every cell ``passes`` times (max) at threshold 1e-5 instead of once at 0.01.
 
     ``eval`` builds its 32^3 grid from one random point per cell: with a sharp density (the cpu preset's
     beta = 1.5 mm) most cells that hold only a sliver of surface read ~0 and whole limbs vanish from the
-    render. This column measures the field itself; the goals still use ``eval``'s numbers.
+    render. This column measures the field itself; the goals still use ``eval``'s numbers. ``k, t``
+    map the workspace's frame to the subject's (``eval.json``'s ``novel_frame``), as ``eval`` renders.
     """
     import numpy as np
     import torch
@@ -120,7 +122,7 @@ def appearance_dense_occupancy(ws_dir: Path, subject: Path, passes: int = 9) -> 
     from humanref_cli.geometry.field import load_field
     from humanref_cli.io import read_png
     from humanref_cli.render.occupancy import OccupancyGrid
-    from humanref_cli.stages.evaluate import _on_white, _render_on_white, gt_views
+    from humanref_cli.stages.evaluate import _on_white, _render_on_white, gt_views, view_camera
     from humanref_cli.workspace import Workspace
 
     ws = Workspace(ws_dir)
@@ -132,13 +134,13 @@ def appearance_dense_occupancy(ws_dir: Path, subject: Path, passes: int = 9) -> 
     occ.build(field, gen)
     for _ in range(passes - 1):
         occ.update(field, 0, gen)
-    front = _render_on_white(field, occ, 0.0, EVAL_RES, 65536, step)
+    front = _render_on_white(field, occ, *view_camera(0.0), EVAL_RES, 65536, step)
     target = _on_white(read_png(ws.root / "prep" / "image.png"), EVAL_RES)
     out = {"front": {"psnr": psnr(front, target), "ssim": ssim(front, target)}}
     novel = []
     for az, path in gt_views(Path(subject)).items():
         if az != 0:
-            pred = _render_on_white(field, occ, float(az), EVAL_RES, 65536, step)
+            pred = _render_on_white(field, occ, *view_camera(az, k, np.asarray(t)), EVAL_RES, 65536, step)
             gt = _on_white(read_png(path), EVAL_RES)
             novel.append((psnr(pred, gt), ssim(pred, gt)))
     if novel:

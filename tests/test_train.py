@@ -252,6 +252,27 @@ def test_eval_maps_the_crop_frame_to_the_subject_frame():
     np.testing.assert_allclose(out[:, 0], v[:, 0] / 2)  # depth scales with the crop
 
 
+def test_subject_cameras_see_the_crop_frame_as_the_subject_frame():
+    """A point seen by a subject camera lands on the same pixel, at the same depth order, as its
+    crop-frame preimage seen by the mapped camera (any crop, any depth shift, any azimuth)."""
+    import torch
+
+    from humanref_cli.eval.body_fit import crop_to_subject, subject_camera_in_crop
+    from humanref_cli.render.camera import camera_to_world, world_to_pixel
+
+    k, t = crop_to_subject([100.0, 40.0, 420.0, 360.0], 512)
+    t = t + np.array([0.13, 0.0, 0.0])  # a depth alignment
+    crop_pts = np.random.default_rng(0).uniform(-0.8, 0.8, (50, 3))
+    subject_pts = crop_pts * k + t
+    for az in (45.0, 90.0, 225.0):
+        c2w = camera_to_world(az, 0.0, 3.0).double().numpy()
+        mapped, radius = subject_camera_in_crop(c2w, k, t)
+        uv_s, d_s = world_to_pixel(torch.from_numpy(subject_pts), torch.from_numpy(c2w), 64, 64)
+        uv_c, d_c = world_to_pixel(torch.from_numpy(crop_pts), torch.from_numpy(mapped), 64, 64, radius)
+        np.testing.assert_allclose(uv_c.numpy(), uv_s.numpy(), atol=1e-9)
+        np.testing.assert_allclose(d_c.numpy() * k, d_s.numpy(), atol=1e-9)
+
+
 def test_coarse_with_tiny_ref_sds_guidance(tmp_path, subject_dir):
     from humanref_cli.stages.coarse import run_coarse
     from humanref_cli.testing.tiny_sd import build_tiny_sd

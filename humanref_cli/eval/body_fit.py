@@ -18,15 +18,28 @@ import numpy as np
 from humanref_cli.eval.metrics import SURFACE_SAMPLES, align_depth, geometry_metrics
 
 
-def crop_to_subject_world(vertices: np.ndarray, crop_box: list[float], photo_size: int) -> np.ndarray:
-    """Fitted world vertices ``(N, 3)`` -> the subject's world frame, given ``crop_box_photo``
-    ``(x0, y0, x1, y1)`` from ``prep/camera.json`` and the photo's side in pixels."""
+def crop_to_subject(crop_box: list[float], photo_size: int) -> tuple[float, np.ndarray]:
+    """The similarity ``p_subject = k p_crop + t`` from the workspace's world (the prep crop's frame)
+    to the subject's: ``(k, t (3,))`` given ``crop_box_photo`` ``(x0, y0, x1, y1)`` from
+    ``prep/camera.json`` and the photo's side in pixels. Depth (``t_x``) is left at 0."""
     x0, y0, x1, _ = crop_box
     k = (x1 - x0) / photo_size
-    out = np.asarray(vertices, np.float64) * k
-    out[:, 1] += 2 * x0 / photo_size + k - 1
-    out[:, 2] += 1 - 2 * y0 / photo_size - k
-    return out
+    return k, np.array([0.0, 2 * x0 / photo_size + k - 1, 1 - 2 * y0 / photo_size - k])
+
+
+def crop_to_subject_world(vertices: np.ndarray, crop_box: list[float], photo_size: int) -> np.ndarray:
+    """Fitted world vertices ``(N, 3)`` -> the subject's world frame (:func:`crop_to_subject`)."""
+    k, t = crop_to_subject(crop_box, photo_size)
+    return np.asarray(vertices, np.float64) * k + t
+
+
+def subject_camera_in_crop(c2w: np.ndarray, k: float, t: np.ndarray, radius: float = 1.0):
+    """The orthographic camera of the workspace's frame that sees what ``c2w (4, 4)`` with ``radius``
+    sees in the subject's frame, where ``p_subject = k p_crop + t``: the same axes, the centre mapped
+    back ``(c - t) / k`` and the half-width ``radius / k``. Returns ``(c2w (4, 4), radius)``."""
+    out = np.array(c2w, np.float64, copy=True)
+    out[:3, 3] = (out[:3, 3] - np.asarray(t, np.float64)) / k
+    return out, radius / k
 
 
 def body_fit_error(

@@ -130,14 +130,26 @@ def align_depth(
     n_samples: int = SURFACE_SAMPLES,
     seed: int = 0,
 ) -> np.ndarray:
-    """``pred_vertices (V, 3)`` moved along x (depth) by ``x̄_gt - x̄_pred``, the difference of the
-    area-weighted mean depths of the two surfaces (estimated from ``n_samples`` seeded samples)."""
+    """``pred_vertices (V, 3)`` moved along x (depth) by :func:`depth_offset`."""
+    shift = depth_offset(pred_vertices, pred_faces, gt_vertices, gt_faces, n_samples, seed)
+    return np.asarray(pred_vertices, np.float64) + np.array([shift, 0.0, 0.0])
+
+
+def depth_offset(
+    pred_vertices: np.ndarray,
+    pred_faces: np.ndarray,
+    gt_vertices: np.ndarray,
+    gt_faces: np.ndarray,
+    n_samples: int = SURFACE_SAMPLES,
+    seed: int = 0,
+) -> float:
+    """``x̄_gt - x̄_pred``: the difference of the area-weighted mean depths of the two surfaces
+    (estimated from ``n_samples`` seeded samples), the shift that :func:`align_depth` applies."""
     pred = np.asarray(pred_vertices, np.float64)
-    shift = (
+    return float(
         sample_surface(gt_vertices, gt_faces, n_samples, seed).points[:, 0].mean()
         - sample_surface(pred, pred_faces, n_samples, seed + 1).points[:, 0].mean()
     )
-    return pred + np.array([shift, 0.0, 0.0])
 
 
 def geometry_metrics(

@@ -4,8 +4,9 @@ Geometry: Chamfer, P2S (cm, subject height set to 1.75 m) and normal consistency
 and, for reference, of the fitted body ``prep/body.ply`` alone, both mapped from the crop's world frame
 to the subject's (``prep/camera.json``'s crop box; the identity when prep was built from the ground
 truth). Appearance: PSNR/SSIM of the field's front view against the input crop (``prep/image.png``)
-and of the other views against ``gt/views`` (``az_XXX.png``), everything composited on white. Writes
-``ws/eval.json`` and returns the same dict.
+and of the other views against ``gt/views`` (``az_XXX.png``), rendered through the subject's cameras
+mapped into the workspace's frame with the geometry's depth alignment, everything composited on white.
+Writes ``ws/eval.json`` and returns the same dict.
 """
 
 from __future__ import annotations
@@ -18,10 +19,14 @@ from typing import Any
 import numpy as np
 
 from humanref_cli.errors import UsageError
-from humanref_cli.eval.body_fit import crop_to_subject_world
-from humanref_cli.eval.metrics import align_depth, geometry_metrics, psnr, ssim
+from humanref_cli.eval.body_fit import crop_to_subject, subject_camera_in_crop
+from humanref_cli.eval.metrics import depth_offset, geometry_metrics, psnr, ssim
 from humanref_cli.io import read_png, write_json
 from humanref_cli.workspace import Workspace
+
+# Orthographic: the distance changes no pixel, but rays start at the camera, which must sit outside
+# the scene box; the mapped camera moves with the crop and the depth alignment.
+_VIEW_DISTANCE = 3.0
 
 
 def _load_mesh(path: Path):
@@ -31,14 +36,22 @@ def _load_mesh(path: Path):
     return np.asarray(mesh.vertices), np.asarray(mesh.faces)
 
 
-def _crop_to_subject(ws: Workspace, gt_dir: Path):
-    """The map from the workspace's world (the prep crop's frame) to the subject's world."""
+def _crop_to_subject(ws: Workspace, gt_dir: Path) -> tuple[float, np.ndarray]:
+    """``(k, t)`` of ``p_subject = k p_workspace + t`` (:func:`crop_to_subject`; the identity when
+    prep did not crop, as when it was built from the ground truth)."""
     cam_path = ws.root / "prep" / "camera.json"
     if not cam_path.exists():
-        return lambda v: v
+        return 1.0, np.zeros(3)
     box = json.loads(cam_path.read_text())["crop_box_photo"]
     photo = int(json.loads((gt_dir / "gt" / "camera.json").read_text())["size"][0])
-    return lambda v: crop_to_subject_world(v, box, photo)
+    return crop_to_subject(box, photo)
+
+
+def _geometry(v, f, gt_v, gt_f) -> tuple[dict, dict, float]:
+    """Metrics after the depth alignment, as placed, and the alignment's depth shift."""
+    shift = depth_offset(v, f, gt_v, gt_f)
+    aligned = geometry_metrics(v + np.array([shift, 0.0, 0.0]), f, gt_v, gt_f)
+    return aligned, geometry_metrics(v, f, gt_v, gt_f), shift
 
 
 def _on_white(rgba: np.ndarray, size: int) -> np.ndarray:
@@ -52,25 +65,36 @@ def _on_white(rgba: np.ndarray, size: int) -> np.ndarray:
     return rgb
 
 
-def _render_on_white(field, occupancy, azimuth: float, size: int, chunk: int, step_size: float) -> np.ndarray:
+def _render_on_white(
+    field, occupancy, c2w: np.ndarray, radius: float, size: int, chunk: int, step_size: float
+) -> np.ndarray:
     import torch
 
-    from humanref_cli.render.camera import camera_to_world
     from humanref_cli.render.volume import render_view
 
     device = next(field.parameters()).device
     with torch.no_grad():
         out = render_view(
             field,
-            camera_to_world(azimuth, 0.0).to(device),
+            torch.as_tensor(c2w, dtype=torch.float32, device=device),
             size,
             size,
             torch.ones(3, device=device),
             occ=occupancy,
+            radius=radius,
             ray_chunk=chunk,
             step_size=step_size,
         )
     return out["rgb"].clamp(0, 1).cpu().numpy()
+
+
+def view_camera(azimuth: float, k: float = 1.0, t: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """``(c2w (4, 4), radius)``: the subject's orthographic camera at ``azimuth`` (elevation 0, as
+    ``synth`` renders ``gt/views``) seen from the workspace's frame, where ``p_subject = k p + t``."""
+    from humanref_cli.render.camera import camera_to_world
+
+    c2w = camera_to_world(float(azimuth), 0.0, _VIEW_DISTANCE).double().numpy()
+    return subject_camera_in_crop(c2w, k, np.zeros(3) if t is None else t)
 
 
 def gt_views(gt_dir: Path) -> dict[int, Path]:
@@ -102,17 +126,13 @@ def run_eval(
     stage_dir = ws.root / stage
     gt_v, gt_f = _load_mesh(gt_dir / "gt" / "mesh.ply")
     result: dict[str, Any] = {"stage": stage, "gt": str(gt_dir)}
-    to_subject = _crop_to_subject(ws, gt_dir)
+    k, t = _crop_to_subject(ws, gt_dir)
     v, f = _load_mesh(stage_dir / "mesh.ply")
-    v = to_subject(v)
-    result["geometry"] = geometry_metrics(align_depth(v, f, gt_v, gt_f), f, gt_v, gt_f)
-    result["geometry_as_placed"] = geometry_metrics(v, f, gt_v, gt_f)  # the depth prep chose
+    result["geometry"], result["geometry_as_placed"], shift = _geometry(v * k + t, f, gt_v, gt_f)
     body = ws.root / "prep" / "body.ply"
     if body.exists():
         v, f = _load_mesh(body)
-        v = to_subject(v)
-        result["body"] = geometry_metrics(align_depth(v, f, gt_v, gt_f), f, gt_v, gt_f)
-        result["body_as_placed"] = geometry_metrics(v, f, gt_v, gt_f)
+        result["body"], result["body_as_placed"], _ = _geometry(v * k + t, f, gt_v, gt_f)
 
     field = load_field(stage_dir, rt.device)
     # render with the stage's own marching step (the cpu preset uses a coarser one)
@@ -122,14 +142,19 @@ def run_eval(
     occupancy.build(field)
     image = read_png(ws.root / "prep" / "image.png")
     size = res or image.shape[0]
-    front = _render_on_white(field, occupancy, 0.0, size, chunk, step_size)
+    front = _render_on_white(field, occupancy, *view_camera(0.0), size, chunk, step_size)
     target = _on_white(image, size)
     result["front"] = {"psnr": psnr(front, target), "ssim": ssim(front, target), "res": size}
+    # The other views are the subject's cameras, seen in the workspace's frame with the geometry's
+    # depth alignment: the depth prep chose is a guess (module docstring of eval/metrics.py), and a
+    # side view would otherwise score that guess as a sideways shift of the whole person.
+    t_aligned = t + np.array([shift, 0.0, 0.0])
+    result["novel_frame"] = {"scale": k, "shift": t_aligned.tolist()}
     per_view = {}
     for az, path in gt_views(gt_dir).items():
         if az == 0:
             continue
-        pred = _render_on_white(field, occupancy, float(az), size, chunk, step_size)
+        pred = _render_on_white(field, occupancy, *view_camera(az, k, t_aligned), size, chunk, step_size)
         gt = _on_white(read_png(path), size)
         per_view[f"az_{az:03d}"] = {"psnr": psnr(pred, gt), "ssim": ssim(pred, gt)}
     if per_view:
