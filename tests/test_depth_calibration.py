@@ -136,3 +136,25 @@ def test_fit_body_uses_the_packaged_calibration_unless_turned_off(anny_body):
         anny_body, keypoints, visibility, mask, replace(settings, depth_calibration=False), world=world
     )
     assert abs(on.losses["direction"] - off.losses["direction"]) > 1e-3
+
+
+def test_fit_body_starts_from_init_when_given(anny_body):
+    """With no steps the result is the start: ``init`` when given (as ``bench/bodyfit.py`` passes the
+    truth), else the rest pose placed on the keypoints."""
+    from humanref_cli.geometry.anny_body import BodyParams, forward_params
+    from humanref_cli.perception.bodyfit import FitSettings, fit_body
+    from humanref_cli.perception.landmark_offsets import project_front
+
+    start = BodyParams(pose={"upperarm01.L": [-0.6, 0.0, 0.0]}, scale=1.5, translation=[0.0, 0.1, -0.05])
+    with torch.no_grad():
+        truth = forward_params(anny_body, start)
+    keypoints = project_front(truth.landmarks.double().numpy(), 128).astype(np.float32)
+    visibility = truth.landmark_valid.numpy().astype(np.float32)
+    mask = np.zeros((128, 128), bool)
+    mask[20:110, 40:90] = True
+    settings = FitSettings(steps_keypoints=0, steps_full=0, detector_offsets=False)
+    got = fit_body(anny_body, keypoints, visibility, mask, settings, init=start)
+    np.testing.assert_allclose(got.params.pose["upperarm01.L"], [-0.6, 0.0, 0.0], atol=1e-6)
+    assert got.params.scale == pytest.approx(1.5) and got.keypoint_error_px < 0.5
+    rest = fit_body(anny_body, keypoints, visibility, mask, settings)
+    assert "upperarm01.L" not in rest.params.pose and rest.keypoint_error_px > 2.0

@@ -290,11 +290,14 @@ def fit_body(
     world: np.ndarray | None = None,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
     limb_shading: LimbShading | None = None,
+    init: BodyParams | None = None,
 ) -> FitResult:
     """Fit anny to keypoints ``(33, 2)`` (crop pixels) with ``visibility (33,)``, the silhouette
     ``mask (res, res)`` bool and optionally mediapipe's world landmarks ``world (33, 3)`` (metres,
     x right, y down, z away from the camera) and the legs' shading measured in the crop
-    (:func:`shading_cue.limb_shading`). Deterministic for given inputs and settings."""
+    (:func:`shading_cue.limb_shading`). Starts from ``init`` (crop frame) when given, else from the
+    rest pose placed on the keypoints (:func:`_initial_params`); ``bench/bodyfit.py`` starts from the
+    truth to tell the objective's minimum from the optimiser's. Deterministic for given inputs."""
     s = settings
     res = mask.shape[0]
     torch.manual_seed(s.seed)
@@ -324,7 +327,8 @@ def fit_body(
             torch.as_tensor(limb_shading.valid, dtype=dtype),
             shade_cal,
         )
-    fit = BodyFitParams(_initial_params(body, kp, conf, offsets), device=body.device, dtype=dtype)
+    start = init if init is not None else _initial_params(body, kp, conf, offsets)
+    fit = BodyFitParams(start, device=body.device, dtype=dtype)
     weights = {
         "keypoints": s.w_kp,
         "pose": s.w_pose,
