@@ -43,12 +43,10 @@ def truth_in_crop(gt_cam: dict, crop_cam: dict):
 
 def refit(body, subject: Path, init) -> float:
     """Aligned Chamfer (cm) of the fit re-run from ``subject/ws/prep`` (from ``init`` when given)."""
-    import trimesh
     from PIL import Image
 
     from humanref_cli.configs.prep import PrepConfig
-    from humanref_cli.eval.body_fit import crop_to_subject_world
-    from humanref_cli.eval.metrics import align_depth, geometry_metrics
+    from humanref_cli.eval.body_fit import crop_body_error
     from humanref_cli.perception.bodyfit import FitSettings, fit_body
     from humanref_cli.perception.shading_cue import limb_shading
 
@@ -62,12 +60,7 @@ def refit(body, subject: Path, init) -> float:
     settings = FitSettings.from_prep(PrepConfig(), seed=0)
     shading = limb_shading(rgb, mask, kp, vis) if settings.w_shade > 0 else None
     fit = fit_body(body, kp, vis, mask, settings, world=world, limb_shading=shading, init=init)
-    crop_cam = json.loads((prep / "camera.json").read_text())
-    gt_cam = json.loads((subject / "gt" / "camera.json").read_text())
-    v = crop_to_subject_world(fit.vertices, crop_cam["crop_box_photo"], int(gt_cam["size"][0]))
-    gt = trimesh.load(subject / "gt" / "mesh.ply", process=False, force="mesh")
-    gv, gf = np.asarray(gt.vertices), np.asarray(gt.faces)
-    return geometry_metrics(align_depth(v, fit.faces, gv, gf), fit.faces, gv, gf)["chamfer_cm"]
+    return crop_body_error(fit.vertices, fit.faces, prep, subject)["chamfer_cm"]
 
 
 def main() -> None:

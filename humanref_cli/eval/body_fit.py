@@ -45,19 +45,34 @@ def subject_camera_in_crop(c2w: np.ndarray, k: float, t: np.ndarray, radius: flo
 def body_fit_error(
     prep_dir: Path, subject_dir: Path, n_samples: int = SURFACE_SAMPLES, align: str = "centroid"
 ) -> dict[str, float]:
-    """Chamfer / P2S (cm, subject scaled to 1.75 m) and normal consistency of the fitted body against
-    ``subject_dir/gt/mesh.ply``, depth aligned by ``align`` (``centroid`` or ``bbox``)."""
+    """Chamfer / P2S (cm, subject scaled to 1.75 m) and normal consistency of the fitted body
+    ``prep_dir/body.ply`` against ``subject_dir/gt/mesh.ply`` (:func:`crop_body_error`)."""
+    import trimesh
+
+    fitted = trimesh.load(Path(prep_dir) / "body.ply", process=False, force="mesh")
+    return crop_body_error(fitted.vertices, fitted.faces, prep_dir, subject_dir, n_samples, align)
+
+
+def crop_body_error(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    prep_dir: Path,
+    subject_dir: Path,
+    n_samples: int = SURFACE_SAMPLES,
+    align: str = "centroid",
+) -> dict[str, float]:
+    """The metrics of :func:`body_fit_error` for a body ``vertices (V, 3)``, ``faces (F, 3)`` in the
+    crop frame of ``prep_dir/camera.json``, depth aligned by ``align`` (``centroid`` or ``bbox``)."""
     if align not in ("centroid", "bbox"):
         raise ValueError(f"align must be 'centroid' or 'bbox', got {align!r}")
     import trimesh
 
     cam = json.loads((Path(prep_dir) / "camera.json").read_text())
     gt_cam = json.loads((Path(subject_dir) / "gt" / "camera.json").read_text())
-    fitted = trimesh.load(Path(prep_dir) / "body.ply", process=False, force="mesh")
     gt = trimesh.load(Path(subject_dir) / "gt" / "mesh.ply", process=False, force="mesh")
-    v = crop_to_subject_world(fitted.vertices, cam["crop_box_photo"], int(gt_cam["size"][0]))
+    v = crop_to_subject_world(vertices, cam["crop_box_photo"], int(gt_cam["size"][0]))
     gv = np.asarray(gt.vertices, np.float64)
-    faces, gt_faces = np.asarray(fitted.faces), np.asarray(gt.faces)
+    faces, gt_faces = np.asarray(faces), np.asarray(gt.faces)
     if align == "bbox":
         v[:, 0] += (gv[:, 0].min() + gv[:, 0].max() - v[:, 0].min() - v[:, 0].max()) / 2
     else:
