@@ -15,7 +15,14 @@ from humanref_cli.geometry.field import FieldConfig, HumanField, laplace_density
 from humanref_cli.geometry.hashgrid import HashGridConfig
 from humanref_cli.render.camera import camera_to_world, orthographic_rays, world_to_pixel
 from humanref_cli.render.occupancy import OccupancyGrid
-from humanref_cli.render.volume import exclusive_transmittance, march_rays, render_view, render_weights
+from humanref_cli.render.sdf_skip import certified_empty, outside_distance
+from humanref_cli.render.volume import (
+    DEFAULT_STEP,
+    exclusive_transmittance,
+    march_rays,
+    render_view,
+    render_weights,
+)
 
 
 class SphereField(nn.Module):
@@ -199,3 +206,81 @@ def test_render_gradients_reach_every_parameter_group():
     for name, params in field.param_groups().items():
         for p in params:
             assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+def _sphere_view(res=32, azimuth=30.0):
+    origins, dirs = orthographic_rays(camera_to_world(azimuth, 10.0, 1.0), res, res)
+    return origins.reshape(-1, 3), dirs.reshape(-1, 3)
+
+
+def test_marching_within_the_occupied_box_gives_the_same_samples():
+    """The window over the occupied cells' box only drops samples whose cells are empty."""
+    field = SphereField(centre=(0.3, -0.2, 0.1), radius=0.25, inv_std=500.0)
+    occ = OccupancyGrid()
+    occ.build(field, generator=torch.Generator().manual_seed(0))
+    lo, hi = occ.occupied_bounds()
+    assert (lo <= torch.tensor([0.05, -0.45, -0.15])).all() and (hi >= torch.tensor([0.55, 0.05, 0.35])).all()
+    assert (hi - lo).max() < 1.0  # the sphere's box, not the scene's
+    for azimuth in (0.0, 30.0, 135.0):
+        origins, dirs = _sphere_view(24, azimuth)
+        for stratified in (False, True):
+            g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+            rays, t = march_rays(origins, dirs, occ=occ, stratified=stratified, generator=g1)
+            rays_all, t_all = march_rays(origins, dirs, stratified=stratified, generator=g2)
+            keep = occ.occupied(origins[rays_all] + dirs[rays_all] * t_all[:, None])
+            assert len(rays) > 100
+            assert torch.equal(rays, rays_all[keep]) and torch.equal(t, t_all[keep])
+    occ.binary.zero_()
+    assert occ.occupied_bounds() is None
+    assert len(march_rays(origins, dirs, occ=occ)[0]) == 0
+
+
+def test_outside_distance_is_where_the_opacity_falls_below_the_threshold():
+    inv_std, dt = 665.0, 1.732 * 2 / 512
+    s_min = outside_distance(inv_std, dt, 1e-6)
+    assert s_min == pytest.approx(math.log(inv_std * dt / 2e-6) / inv_std)  # 0.0220
+    alpha = lambda s: float(laplace_density(torch.tensor(s).double(), torch.tensor(inv_std).double()) * dt)  # noqa: E731
+    assert alpha(s_min) == pytest.approx(1e-6, rel=1e-4)
+    assert alpha(s_min * 0.9) > 1e-6 > alpha(s_min * 1.1)
+    assert outside_distance(20.0, dt, 0.5) == 0.0  # soft density: no sample outside reaches 0.5
+
+
+@pytest.mark.parametrize("inv_std", [1000.0, 60.0])
+def test_skipping_certified_empty_groups_keeps_every_rendered_sample(inv_std):
+    """Groups the SDF certifies as empty are only samples the exact pruning would drop: the render, the
+    kept samples and the gradients are the same with and without the skip, which does drop many."""
+    field = SphereField(centre=(0.0, 0.1, -0.05), radius=0.35, inv_std=inv_std)
+    occ = OccupancyGrid()
+    occ.build(field, generator=torch.Generator().manual_seed(0))
+    origins, dirs = _sphere_view(32)
+    rays, t = march_rays(origins, dirs, occ=occ)
+    empty = certified_empty(field.sdf, origins, dirs, rays, t, DEFAULT_STEP, inv_std)
+    with torch.no_grad():
+        s = field.sdf(origins[rays] + dirs[rays] * t[:, None]).reshape(-1)
+    assert (s[empty] > outside_distance(inv_std, DEFAULT_STEP, 1e-6)).all()
+    assert empty.float().mean() > (0.25 if inv_std > 100 else 0.005)  # a softer density reaches farther
+
+    def run(skip_group):
+        field.zero_grad(set_to_none=True)
+        g = torch.Generator().manual_seed(3)
+        out = render_view(
+            field,
+            camera_to_world(30.0, 10.0, 1.0),
+            32,
+            32,
+            torch.ones(3),
+            occ=occ,
+            stratified=True,
+            generator=g,
+            skip_group=skip_group,
+        )
+        (out["rgb"].sum() + out["opacity"].square().sum()).backward()
+        return out, field.radius.grad.clone()
+
+    (a, grad_a), (b, grad_b) = run(8), run(0)
+    assert torch.equal(a["sample_t"], b["sample_t"]) and torch.equal(
+        a["sample_ray_indices"], b["sample_ray_indices"]
+    )
+    for key in ("rgb", "opacity", "depth"):
+        torch.testing.assert_close(a[key], b[key], atol=0, rtol=0)
+    torch.testing.assert_close(grad_a, grad_b)

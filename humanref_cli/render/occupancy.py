@@ -100,6 +100,15 @@ class OccupancyGrid(nn.Module):
         thre = min(float(self.occs.mean()), self.threshold)
         self.binary.copy_((self.occs > thre).reshape(self.binary.shape))
 
+    def occupied_bounds(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """World corners ``(lo (3,), hi (3,))`` of the box around the occupied cells; None when none is."""
+        ijk = torch.nonzero(self.binary)
+        if len(ijk) == 0:
+            return None
+        lo = ijk.amin(0).to(self.occs.dtype) * self.cell_size - self.bound
+        hi = (ijk.amax(0) + 1).to(self.occs.dtype) * self.cell_size - self.bound
+        return lo, hi
+
     def occupied(self, x: torch.Tensor) -> torch.Tensor:
         """Whether the cells holding world points ``x (..., 3)`` are occupied: bool ``(...)``.
 

@@ -5,6 +5,8 @@ For every ray, inside the scene box:
 1. **March** at a fixed step ``dt`` (default ``1.732 * 2 / 512``, at most 512 samples) from the box
    entry (or the ray origin when it starts inside), with one random offset per ray when
    ``stratified``; keep the samples whose midpoints fall in occupied cells of the occupancy grid.
+   Groups of samples that the SDF certifies as far outside are dropped first, at one SDF evaluation
+   per group (:mod:`render.sdf_skip`; they would have been pruned in step 2).
 2. **Prune** without gradients (nerfacc ``render_visibility``): evaluate the SDF, drop samples with
    ``alpha < 0.01`` and those behind a transmittance below ``1e-4``. Pruned samples contribute
    nothing and get no gradient, exactly as in nerfacc; the kept ones are re-evaluated with
@@ -26,17 +28,22 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from humanref_cli.render.sdf_skip import certified_empty
+
 DEFAULT_STEP = 1.732 * 2 / 512
 
 
-def ray_box_intersect(origins: torch.Tensor, dirs: torch.Tensor, bound: float = 1.0):
-    """Entry and exit distances ``(R,)`` of rays with the box ``[-bound, bound]^3``.
+def ray_box_intersect(origins: torch.Tensor, dirs: torch.Tensor, bound: float = 1.0, lo=None, hi=None):
+    """Entry and exit distances ``(R,)`` of rays with the box ``[-bound, bound]^3`` (or ``[lo, hi]``,
+    two ``(3,)`` corners, when given).
 
     ``t_near`` is clamped at 0 (no samples behind the origin); a ray that misses has ``t_far <= t_near``.
     """
+    lo = -bound if lo is None else lo
+    hi = bound if hi is None else hi
     safe = torch.where(dirs.abs() < 1e-12, torch.full_like(dirs, 1e-12), dirs)
-    t0 = (-bound - origins) / safe
-    t1 = (bound - origins) / safe
+    t0 = (lo - origins) / safe
+    t1 = (hi - origins) / safe
     t_near = torch.minimum(t0, t1).amax(-1).clamp_min(0.0)
     t_far = torch.maximum(t0, t1).amin(-1)
     return t_near, t_far
@@ -57,6 +64,10 @@ def march_rays(
     Sample ``k`` of a ray covers ``[t_near + u + k dt, t_near + u + (k+1) dt]`` (``u ~ U[0, dt)`` per ray
     when ``stratified``, else 0), lies fully before ``t_far``, and is kept if its midpoint's cell is
     occupied (all cells count as occupied when ``occ`` is None).
+
+    With ``occ``, only the ``k`` whose midpoints fall in the box around the occupied cells are looked at
+    (the same samples: the others' cells are empty), which keeps the ``(rays, steps)`` arrays at the
+    body's depth instead of the scene box's.
     """
     t_near, t_far = ray_box_intersect(origins, dirs, bound)
     if stratified:
@@ -64,14 +75,35 @@ def march_rays(
     n_steps = (
         int(torch.clamp(((t_far - t_near) / step_size).floor().max(), 0, max_samples)) if len(origins) else 0
     )
-    k = torch.arange(n_steps, device=origins.device, dtype=origins.dtype)
-    t_mid = t_near[:, None] + (k[None] + 0.5) * step_size  # (R, K)
-    valid = t_mid + 0.5 * step_size <= t_far[:, None]
+    k_lo, k_hi = _occupied_window(origins, dirs, t_near, step_size, n_steps, occ)
+    width = int((k_hi - k_lo).max()) if len(origins) else 0
+    k = k_lo[:, None] + torch.arange(max(width, 0), device=origins.device)[None]  # (R, K)
+    t_mid = t_near[:, None] + (k.to(origins.dtype) + 0.5) * step_size
+    valid = (k < k_hi[:, None]) & (t_mid + 0.5 * step_size <= t_far[:, None])
     if occ is not None:
         x = origins[:, None] + dirs[:, None] * t_mid[..., None]
         valid &= occ.occupied(x)
     ray_idx, k_idx = torch.nonzero(valid, as_tuple=True)
     return ray_idx, t_mid[ray_idx, k_idx]
+
+
+def _occupied_window(origins, dirs, t_near, step_size: float, n_steps: int, occ):
+    """Per-ray sample range ``[k_lo, k_hi)`` (int64 ``(R,)``) holding every midpoint inside the box of
+    the occupied cells (``[0, n_steps)`` without ``occ``); one sample of slack at each end absorbs
+    rounding, and the occupancy test still decides."""
+    n = len(origins)
+    full = (torch.zeros(n, dtype=torch.long, device=origins.device), torch.full_like(t_near, n_steps).long())
+    bounds = None if occ is None else occ.occupied_bounds()
+    if bounds is None:
+        if occ is None:
+            return full
+        return full[0], full[0]  # nothing occupied: no samples
+    a_near, a_far = ray_box_intersect(origins, dirs, lo=bounds[0].to(origins), hi=bounds[1].to(origins))
+    k_lo = torch.floor((a_near - t_near) / step_size - 0.5) - 1
+    k_hi = torch.ceil((a_far - t_near) / step_size - 0.5) + 2
+    k_lo = k_lo.clamp(0, n_steps).long()
+    k_hi = torch.maximum(k_hi.clamp(0, n_steps).long(), k_lo)
+    return k_lo, torch.where(a_far > a_near, k_hi, k_lo)
 
 
 def exclusive_transmittance(alpha: torch.Tensor, ray_indices: torch.Tensor) -> torch.Tensor:
@@ -160,6 +192,7 @@ def render_rays(
     sample_chunk: int = 65536,
     use_checkpoint: bool | None = None,
     checkpoint_above: int = 131072,
+    skip_group: int = 8,
     generator: torch.Generator | None = None,
 ) -> dict[str, torch.Tensor]:
     """Render rays ``origins, dirs (R, 3)`` (unit directions, world frame) through ``field``.
@@ -173,6 +206,9 @@ def render_rays(
         use_checkpoint: recompute the field's activations in backward (~1.4x the time, memory a few
             floats per sample instead of ~9 KB); default (None): when grad is enabled and there are
             more than ``checkpoint_above`` kept samples.
+        skip_group: before pruning, drop groups of up to this many consecutive candidates that the SDF
+            certifies as empty (:mod:`render.sdf_skip`; same kept samples, a fraction of the SDF
+            evaluations); 0 or 1 evaluates every candidate.
 
     Returns per ray:
         ``rgb (R, 3)`` = ``sum w_i c_i + bg (1 - O)``; ``opacity (R, 1)`` = ``O = sum w_i``;
@@ -190,9 +226,13 @@ def render_rays(
     perturb = perturb_std is not None and torch.is_grad_enabled()
     bound = field.cfg.bound
     ray_idx, t_mid = [], []
+    inv_std_now = float(field.inv_std().detach())
     for start in range(0, n_rays, ray_chunk):
         o, d = origins[start : start + ray_chunk], dirs[start : start + ray_chunk]
         ri, tm = march_rays(o, d, step_size, max_samples, occ, bound, stratified, generator)
+        if skip_group > 1:
+            near = ~certified_empty(field.sdf, o, d, ri, tm, step_size, inv_std_now, group=skip_group)
+            ri, tm = ri[near], tm[near]
         keep = _prune(field, o, d, ri, tm, step_size, alpha_thre, early_stop_eps)
         ray_idx.append(ri[keep] + start)
         t_mid.append(tm[keep])
