@@ -4,9 +4,12 @@ A step = ``render_view`` (stratified, occupancy grid, perturbed normals) + a sim
 soft IoU on the opacity, SDF-prior term, SDF and normal smoothness) + backward + Adam. The prior is an
 ellipsoid shaped like a standing body (0.18 x 0.30 x 0.85 half axes), SDF grid 128^3; the field is
 the released configuration right after its initialisation (inv_std ~20, the slowest regime: a soft
-density means many samples per ray). Prints a table and writes ``bench/results/render_step.json``.
+density means many samples per ray); ``--theta 0.65`` gives the ``cpu`` preset's sharp density
+(inv_std ~665). Each resolution runs once per ``--skip-group`` (the renderer's certified-empty skip,
+``render/sdf_skip.py``; 0 = off) from the same initial field, so the two rows compare the renderer with
+and without it. Prints a table and writes ``bench/results/render_step.json`` (or ``--out``).
 
-    .venv/bin/python bench/render_step.py [--res 64 128 256 512] [--steps 2]
+    .venv/bin/python bench/render_step.py [--res 64 128 256 512] [--steps 2] [--theta 0.65]
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ def body_like_prior(resolution: int) -> tuple[BodyPriorSDF, float]:
     return prior, time.perf_counter() - start
 
 
-def step(field, occ, opt, res: int, gen: torch.Generator) -> dict:
+def step(field, occ, opt, res: int, gen: torch.Generator, skip_group: int) -> dict:
     start = time.perf_counter()
     out = render_view(
         field,
@@ -55,6 +58,7 @@ def step(field, occ, opt, res: int, gen: torch.Generator) -> dict:
         occ=occ,
         stratified=True,
         generator=gen,
+        skip_group=skip_group,
     )
     t_render = time.perf_counter() - start
     target = torch.full_like(out["rgb"], 0.5)
@@ -77,36 +81,41 @@ def main() -> None:
     parser.add_argument("--res", type=int, nargs="+", default=[64, 128, 256, 512])
     parser.add_argument("--steps", type=int, default=2, help="timed steps per resolution (best is reported)")
     parser.add_argument("--prior-res", type=int, default=128)
+    parser.add_argument("--theta", type=float, default=0.3, help="inv_std = exp(10 theta); 0.3 is released")
+    parser.add_argument("--skip-group", type=int, nargs="+", default=[8, 0], help="0: no certified skip")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    torch.manual_seed(0)
-    gen = torch.Generator().manual_seed(0)
     prior, prior_s = body_like_prior(args.prior_res)
-    field = HumanField(FieldConfig(backend="torch"), prior)
-    occ = OccupancyGrid()
-    occ.build(field, generator=gen)
-    opt = torch.optim.Adam(field.parameters(), lr=1e-3, betas=(0.9, 0.99), eps=1e-15)
     rows = []
     for res in args.res:
-        runs = [step(field, occ, opt, res, gen) for _ in range(args.steps)]
-        best = min(runs, key=lambda r: r["step_s"])
-        rows.append(
-            {"res": res, **best, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
-        )
-        r = rows[-1]
-        print(
-            f"{res:>5} px  step {r['step_s']:7.2f} s  (render {r['render_s']:6.2f} s)  "
-            f"samples {r['samples']:>9}  peak RSS {r['peak_rss_gb']:.2f} GB",
-            flush=True,
-        )
+        for group in args.skip_group:
+            # the same initial field, grid and random draws for every setting
+            torch.manual_seed(0)
+            gen = torch.Generator().manual_seed(0)
+            field = HumanField(FieldConfig(backend="torch", inv_std_init_theta=args.theta), prior)
+            occ = OccupancyGrid()
+            occ.build(field, generator=gen)
+            opt = torch.optim.Adam(field.parameters(), lr=1e-3, betas=(0.9, 0.99), eps=1e-15)
+            runs = [step(field, occ, opt, res, gen, group) for _ in range(args.steps)]
+            best = min(runs, key=lambda r: r["step_s"])
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+            rows.append({"res": res, "skip_group": group, **best, "peak_rss_gb": rss})
+            r = rows[-1]
+            print(
+                f"{res:>5} px  skip {group:>2}  step {r['step_s']:7.2f} s  (render {r['render_s']:6.2f} s)  "
+                f"samples {r['samples']:>9}  peak RSS {r['peak_rss_gb']:.2f} GB",
+                flush=True,
+            )
     meta = {
         **machine_info(),
         "prior_grid": args.prior_res,
         "prior_precompute_s": prior_s,
+        "theta": args.theta,
         "occupied_fraction": float(occ.binary.float().mean()),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    print(f"prior precompute {prior_s:.1f} s at {args.prior_res}^3; wrote {RESULTS}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    print(f"prior precompute {prior_s:.1f} s at {args.prior_res}^3; wrote {args.out}")
 
 
 if __name__ == "__main__":
