@@ -99,11 +99,14 @@ def main() -> None:
             runs = [step(field, occ, opt, res, gen, group) for _ in range(args.steps)]
             best = min(runs, key=lambda r: r["step_s"])
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-            rows.append({"res": res, "skip_group": group, **best, "peak_rss_gb": rss})
+            per_step = [r["samples"] for r in runs]  # the same for every setting: the skip keeps them all
+            rows.append(
+                {"res": res, "skip_group": group, **best, "samples_per_step": per_step, "peak_rss_gb": rss}
+            )
             r = rows[-1]
             print(
                 f"{res:>5} px  skip {group:>2}  step {r['step_s']:7.2f} s  (render {r['render_s']:6.2f} s)  "
-                f"samples {r['samples']:>9}  peak RSS {r['peak_rss_gb']:.2f} GB",
+                f"samples/step {per_step}  peak RSS {r['peak_rss_gb']:.2f} GB",
                 flush=True,
             )
     meta = {

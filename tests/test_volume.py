@@ -245,7 +245,7 @@ def test_outside_distance_is_where_the_opacity_falls_below_the_threshold():
     assert outside_distance(20.0, dt, 0.5) == 0.0  # soft density: no sample outside reaches 0.5
 
 
-@pytest.mark.parametrize("inv_std", [1000.0, 60.0])
+@pytest.mark.parametrize("inv_std", [1000.0, 200.0])
 def test_skipping_certified_empty_groups_keeps_every_rendered_sample(inv_std):
     """Groups the SDF certifies as empty are only samples the exact pruning would drop: the render, the
     kept samples and the gradients are the same with and without the skip, which does drop many."""
@@ -258,7 +258,12 @@ def test_skipping_certified_empty_groups_keeps_every_rendered_sample(inv_std):
     with torch.no_grad():
         s = field.sdf(origins[rays] + dirs[rays] * t[:, None]).reshape(-1)
     assert (s[empty] > outside_distance(inv_std, DEFAULT_STEP, 1e-6)).all()
-    assert empty.float().mean() > (0.25 if inv_std > 100 else 0.005)  # a softer density reaches farther
+    assert empty.float().mean() > (0.25 if inv_std > 500 else 0.05)  # a softer density reaches farther
+    # the paper's initial density (inv_std 20, s_min 55 cm) reaches past the occupancy margin: nothing is
+    # tried, even on the whole box's candidates, some of which could be certified
+    rays_all, t_all = march_rays(origins, dirs)
+    args = (field.sdf, origins, dirs, rays_all, t_all, DEFAULT_STEP, 20.0)
+    assert not certified_empty(*args).any() and certified_empty(*args, max_distance=10.0).any()
 
     def run(skip_group):
         field.zero_grad(set_to_none=True)

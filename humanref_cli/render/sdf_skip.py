@@ -49,11 +49,18 @@ def certified_empty(
     group: int = 8,
     lipschitz: float = 2.0,
     skip_alpha: float = 1e-6,
+    max_distance: float = 0.1,
 ) -> torch.Tensor:
     """Bool ``(S,)``: which packed candidates ``(ray_idx, t_mid)`` (sorted by ray, then ``t``) are certified
     to have ``alpha < skip_alpha`` (module docstring). ``sdf_fn`` maps ``(N, 3)`` to ``(N, 1)`` and is
-    called without gradients on one point per group (in chunks)."""
-    if len(t_mid) == 0 or group <= 1:
+    called without gradients on one point per group (in chunks).
+
+    When ``s_min`` exceeds ``max_distance`` (a soft density: the paper's initial inv_std 20 gives 55 cm)
+    nothing is evaluated and nothing skipped: the candidates the occupancy grid lets through lie within
+    about its cell diagonal (11 cm) of the surface, so hardly a group could be certified, and reading
+    one SDF value per group would add an eighth to the pruning pass (measured: +5-15% a step)."""
+    s_min = outside_distance(inv_std, step_size, skip_alpha)
+    if len(t_mid) == 0 or group <= 1 or s_min > max_distance:
         return torch.zeros_like(t_mid, dtype=torch.bool)
     cell = torch.floor(t_mid / (group * step_size)).long()
     new = torch.ones_like(ray_idx, dtype=torch.bool)
@@ -68,5 +75,5 @@ def certified_empty(
         s_mid = torch.cat([sdf_fn(c) for c in centre.split(262144)]).reshape(-1)
     # a sample's opacity is read at its midpoint, within half the span of the group's centre
     half = 0.5 * (t_hi - t_lo)
-    empty = s_mid - lipschitz * half > outside_distance(inv_std, step_size, skip_alpha)
+    empty = s_mid - lipschitz * half > s_min
     return empty[gid]
