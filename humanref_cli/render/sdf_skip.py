@@ -3,7 +3,8 @@
 The occupancy grid (``render/occupancy.py``) keeps every 6 cm cell within a cell diagonal of the
 surface, so most candidate samples it lets through lie several centimetres outside the surface, where
 the sharp density gives them an opacity of ~0 and the pruning pass (``render/volume.py``) throws them
-away after evaluating the SDF at each one (on the ``cpu`` preset ~95% of the work of a training view).
+away after evaluating the SDF at each one (a ``cpu`` refine view: 97% of ~190k candidates, 0.81 s of a
+1.32 s step).
 
 Here the candidates of each ray are cut into groups of at most ``group`` consecutive samples (by
 ``floor(t / (group dt))``), the SDF is evaluated once at the middle of each group's span, and a whole

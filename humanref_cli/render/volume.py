@@ -91,13 +91,12 @@ def _occupied_window(origins, dirs, t_near, step_size: float, n_steps: int, occ)
     """Per-ray sample range ``[k_lo, k_hi)`` (int64 ``(R,)``) holding every midpoint inside the box of
     the occupied cells (``[0, n_steps)`` without ``occ``); one sample of slack at each end absorbs
     rounding, and the occupancy test still decides."""
-    n = len(origins)
-    full = (torch.zeros(n, dtype=torch.long, device=origins.device), torch.full_like(t_near, n_steps).long())
-    bounds = None if occ is None else occ.occupied_bounds()
+    zero = torch.zeros(len(origins), dtype=torch.long, device=origins.device)
+    if occ is None:
+        return zero, zero + n_steps
+    bounds = occ.occupied_bounds()
     if bounds is None:
-        if occ is None:
-            return full
-        return full[0], full[0]  # nothing occupied: no samples
+        return zero, zero  # nothing occupied: no samples
     a_near, a_far = ray_box_intersect(origins, dirs, lo=bounds[0].to(origins), hi=bounds[1].to(origins))
     k_lo = torch.floor((a_near - t_near) / step_size - 0.5) - 1
     k_hi = torch.ceil((a_far - t_near) / step_size - 0.5) + 2
