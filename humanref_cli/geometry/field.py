@@ -138,8 +138,11 @@ def initialize_to_prior(
     Only the encoding and the SDF head are updated. Returns the final loss.
     """
     params = field.param_groups()
-    opt = torch.optim.Adam(params["encoding"] + params["sdf_head"], lr=lr, betas=(0.9, 0.99), eps=1e-15)
     device = field.theta.device
+    fused = device.type in ("cpu", "cuda")  # one pass per tensor; same update (train/loop.py)
+    opt = torch.optim.Adam(
+        params["encoding"] + params["sdf_head"], lr=lr, betas=(0.9, 0.99), eps=1e-15, fused=fused
+    )
     bound = field.cfg.bound
     loss = torch.zeros(())
     for _ in range(steps):
