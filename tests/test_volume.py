@@ -289,3 +289,16 @@ def test_skipping_certified_empty_groups_keeps_every_rendered_sample(inv_std):
     for key in ("rgb", "opacity", "depth"):
         torch.testing.assert_close(a[key], b[key], atol=0, rtol=0)
     torch.testing.assert_close(grad_a, grad_b)
+
+
+def test_the_skip_never_drops_what_a_lower_pruning_threshold_keeps():
+    """The certificate follows ``alpha_thre``: with no alpha pruning at all nothing is skipped."""
+    field = SphereField(centre=(0.0, 0.1, -0.05), radius=0.35, inv_std=1000.0)
+    occ = OccupancyGrid()
+    occ.build(field, generator=torch.Generator().manual_seed(0))
+    c2w = camera_to_world(30.0, 10.0, 1.0)
+    for thre in (0.0, 1e-8):
+        with torch.no_grad():
+            a = render_view(field, c2w, 16, 16, torch.ones(3), occ=occ, alpha_thre=thre, skip_group=8)
+            b = render_view(field, c2w, 16, 16, torch.ones(3), occ=occ, alpha_thre=thre, skip_group=0)
+        assert torch.equal(a["sample_t"], b["sample_t"]) and len(a["sample_t"]) > 0

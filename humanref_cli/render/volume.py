@@ -207,7 +207,7 @@ def render_rays(
             more than ``checkpoint_above`` kept samples.
         skip_group: before pruning, drop groups of up to this many consecutive candidates that the SDF
             certifies as empty (:mod:`render.sdf_skip`; same kept samples, a fraction of the SDF
-            evaluations); 0 or 1 evaluates every candidate.
+            evaluations); 0 or 1 evaluates every candidate, as does ``alpha_thre = 0``.
 
     Returns per ray:
         ``rgb (R, 3)`` = ``sum w_i c_i + bg (1 - O)``; ``opacity (R, 1)`` = ``O = sum w_i``;
@@ -229,8 +229,11 @@ def render_rays(
     for start in range(0, n_rays, ray_chunk):
         o, d = origins[start : start + ray_chunk], dirs[start : start + ray_chunk]
         ri, tm = march_rays(o, d, step_size, max_samples, occ, bound, stratified, generator)
-        if skip_group > 1:
-            near = ~certified_empty(field.sdf, o, d, ri, tm, step_size, inv_std_now, group=skip_group)
+        if skip_group > 1 and alpha_thre > 0:
+            # the certificate must sit below the pruning threshold for the kept samples to stay the same
+            skip_alpha = min(1e-6, alpha_thre)
+            args = (field.sdf, o, d, ri, tm, step_size, inv_std_now)
+            near = ~certified_empty(*args, group=skip_group, skip_alpha=skip_alpha)
             ri, tm = ri[near], tm[near]
         keep = _prune(field, o, d, ri, tm, step_size, alpha_thre, early_stop_eps)
         ray_idx.append(ri[keep] + start)
