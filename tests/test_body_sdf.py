@@ -97,3 +97,21 @@ def test_prior_state_dict_roundtrip():
     torch.testing.assert_close(clone(x), prior(x))
     with pytest.raises(ValueError):
         BodyPriorSDF(torch.zeros(4, 4, 5))
+
+
+def test_block_sizes_do_not_change_the_grid():
+    # the precompute works in blocks to bound memory (5 GB at 256^3 at once); the result must not
+    # depend on where the blocks are cut, including ties between triangles sharing an edge
+    from humanref_cli.geometry.body_sdf import _band_distance, _far_distance
+
+    mesh = trimesh.creation.icosphere(subdivisions=2, radius=0.5)
+    tri = mesh.vertices[mesh.faces]
+    coords = np.linspace(-1, 1, 24)
+    band = 2 * (coords[1] - coords[0])
+    dist, owner = _band_distance(tri, coords, band)
+    dist_small, owner_small = _band_distance(tri, coords, band, max_pairs=997)
+    assert torch.equal(dist, dist_small) and torch.equal(owner, owner_small)
+    far = dist.numpy().reshape((24,) * 3) > band
+    whole = _far_distance(tri, coords, owner.numpy(), far)
+    np.testing.assert_array_equal(_far_distance(tri, coords, owner.numpy(), far, chunk=1001), whole)
+    assert len(whole) == far.sum() > 1001

@@ -154,7 +154,12 @@ class CoarseConfig:
             " not at the zero level set (released)."
         ),
     )
-    prior_res: int = field(default=128, metadata=_help("Grid resolution of the precomputed body-prior SDF."))
+    prior_res: int = field(
+        default=256,
+        metadata=_help(
+            "Grid resolution of the precomputed body-prior SDF (mesh best at the same, decision 23)."
+        ),
+    )
     geometry: FieldConfig = field(default_factory=FieldConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     views: ViewConfig = field(default_factory=ViewConfig)
@@ -273,7 +278,6 @@ def _scaled_fields(cfg: CoarseConfig | RefineConfig, f: float) -> dict:
 def _cpu_fields(cfg: CoarseConfig | RefineConfig) -> dict:
     """Fields both stages' cpu presets replace (the deviations listed above ``CPU_OPTIM``)."""
     return {
-        "mesh_res": 128,
         "mesh_at_silhouette": True,
         "views": _cpu_views(cfg.views),
         "optim": replace(cfg.optim, **CPU_OPTIM),

@@ -123,8 +123,8 @@ def _check(name: str) -> None:
 
 def texture_preset(name: str) -> TextureConfig:
     """``paper``: 512³ mesh, 30k faces, 2048² texture, 1000 refinement steps at 512 px.
-    ``fast``: 256³, 20k faces, 1024², 300 steps. ``cpu``: 128³ (a 512³ SDF takes ~15 min on a CPU),
-    15k faces, 1024², 100 steps at 256 px."""
+    ``fast``: 256³, 20k faces, 1024², 300 steps. ``cpu``: 256³ (the body prior's grid, decision 23;
+    a 512³ SDF takes ~15 min on a CPU), 15k faces, 1024², 100 steps at 256 px."""
     _check(name)
     cfg = TextureConfig(guidance=_texture_guidance(name))
     if name == "fast":
@@ -132,7 +132,7 @@ def texture_preset(name: str) -> TextureConfig:
     elif name == "cpu":
         cfg = replace(
             cfg,
-            mc_res=128,
+            mc_res=256,
             mc_at_silhouette=True,
             target_faces=15000,
             texture_size=1024,

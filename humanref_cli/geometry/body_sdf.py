@@ -54,7 +54,7 @@ def _segment_distance(p: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torc
 
 
 def _band_distance(
-    triangles: np.ndarray, coords: np.ndarray, band: float, max_pairs: int = 4_000_000
+    triangles: np.ndarray, coords: np.ndarray, band: float, max_pairs: int = 1 << 20
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact distance ``(R^3,)`` and closest triangle ``(R^3,)`` at grid vertices within ``band``.
 
@@ -96,7 +96,7 @@ def _band_distance(
 
 
 def _far_distance(
-    triangles: np.ndarray, coords: np.ndarray, band_owner: np.ndarray, far: np.ndarray
+    triangles: np.ndarray, coords: np.ndarray, band_owner: np.ndarray, far: np.ndarray, chunk: int = 1 << 20
 ) -> np.ndarray:
     """Distance ``(n_far,)`` at the ``far`` grid vertices ``(R, R, R)`` bool, from the band's triangles.
 
@@ -107,12 +107,18 @@ def _far_distance(
     """
     from scipy.ndimage import distance_transform_edt
 
-    _, nearest = distance_transform_edt(far, return_indices=True)  # (3, R, R, R) of the nearest non-far
+    nearest = distance_transform_edt(far, return_distances=False, return_indices=True)  # (3, R, R, R)
     res = len(coords)
-    flat_nearest = (nearest[0] * res + nearest[1]) * res + nearest[2]
-    tri = triangles[band_owner[flat_nearest[far]]]
-    points = np.stack(np.nonzero(far), axis=1) * (coords[1] - coords[0]) + coords[0]
-    return point_triangle_distance(torch.from_numpy(points), torch.from_numpy(tri)).numpy()
+    owner = band_owner[(nearest[0][far] * res + nearest[1][far]) * res + nearest[2][far]]
+    del nearest
+    ijk = np.stack(np.nonzero(far), axis=1)
+    out = np.empty(len(ijk))
+    # in blocks: the distance's temporaries are ~40 float64 per point, 5 GB for a 256^3 grid at once
+    for start in range(0, len(ijk), chunk):
+        sl = slice(start, start + chunk)
+        points = torch.from_numpy(ijk[sl] * (coords[1] - coords[0]) + coords[0])
+        out[sl] = point_triangle_distance(points, torch.from_numpy(triangles[owner[sl]])).numpy()
+    return out
 
 
 def _parity_inside(tri: np.ndarray, axis_coords: np.ndarray, axis: int) -> np.ndarray:
