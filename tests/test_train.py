@@ -288,3 +288,41 @@ def test_coarse_with_tiny_ref_sds_guidance(tmp_path, subject_dir):
     rec = ws.record("coarse")
     assert rec["notes"]["guidance"] == "refsds" and "sd15" in rec["models"]
     assert "ref_sds" in out["losses"] and np.isfinite(out["losses"]["ref_sds"])
+
+
+class _PrepRecord:
+    """The part of a Workspace ``without_body_normal_boost`` reads: prep's notes."""
+
+    def __init__(self, notes: dict | None):
+        self.notes = notes
+
+    def record(self, stage: str):
+        return None if self.notes is None else {"notes": self.notes}
+
+
+class _Messages:
+    def __init__(self):
+        self.lines = []
+
+    def info(self, msg: str) -> None:
+        self.lines.append(msg)
+
+
+def test_body_normal_maps_are_not_boosted_but_estimated_ones_are():
+    from dataclasses import replace
+
+    from humanref_cli.configs.optim import refine_preset
+    from humanref_cli.stages.optimise import without_body_normal_boost
+
+    cfg = refine_preset("cpu")
+    last = cfg.end_step - 1
+    assert cfg.loss.normal_multiplier(last) == 100.0  # the released x100 at the end
+    rt = _Messages()
+    body = without_body_normal_boost(cfg, _PrepRecord({"normals_source": "body"}), rt)
+    assert [body.loss.normal_multiplier(s) for s in (cfg.start_step, last)] == [1.0, 1.0]
+    assert body.loss.lambda_normal == cfg.loss.lambda_normal and "boost_body_normals" in rt.lines[0]
+    # an estimated map, a prep that names no source, or the user's opt-in keep the released schedule
+    for notes in ({"normals_source": "marigold"}, {}, None):
+        assert without_body_normal_boost(cfg, _PrepRecord(notes), _Messages()) == cfg
+    opt_in = replace(cfg, loss=replace(cfg.loss, boost_body_normals=True))
+    assert without_body_normal_boost(opt_in, _PrepRecord({"normals_source": "body"}), _Messages()) == opt_in

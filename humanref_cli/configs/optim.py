@@ -37,6 +37,13 @@ class LossConfig:
     normal_boost2: float = field(
         default=100.0, metadata=_help("Normal-weight multiplier w_n after the 2nd boost.")
     )
+    boost_body_normals: bool = field(
+        default=False,
+        metadata=_help(
+            "Apply the w_n boosts even when prep's normal maps are the fitted body's own (no normal"
+            " estimator): boosting them only imprints ripples (docs/decisions.md 24)."
+        ),
+    )
     lambda_iou: float = field(default=1.0, metadata=_help("Term 3: soft negative IoU of the silhouette."))
     lambda_sdf: float = field(default=100.0, metadata=_help("Term 4: SDF prior, mean (s - s_body)^2."))
     lambda_sdf_smooth: float = field(default=1.0, metadata=_help("Term 5: mean |s(x) - s(x + xi)|."))

@@ -35,6 +35,30 @@ def guidance_models(cfg, models_dir: Path | None) -> dict[str, str]:
     return {role: model_id(role) for role in ("sd15", "clip", "lpips") if find_model(role, models_dir)}
 
 
+def without_body_normal_boost(cfg, ws: Workspace, rt):
+    """``cfg`` with the normal-weight boosts at 1 when prep's normal maps are the body's own.
+
+    The released code boosts the normal term x10 and x100 late in training to pull detail from an
+    estimated normal map. Rendered from the fitted body, the maps hold nothing the body prior lacks,
+    and the boosted term only adds centimetre ripples (docs/decisions.md 24). ``loss.boost_body_normals``
+    keeps the released schedule; a prep record without a normal source (tests' synthetic preps) too.
+    """
+    from dataclasses import replace
+
+    loss = cfg.loss
+    notes = (ws.record("prep") or {}).get("notes", {})
+    if loss.boost_body_normals or notes.get("normals_source") != "body":
+        return cfg
+    if loss.normal_boost == 1.0 and loss.normal_boost2 == 1.0:
+        return cfg
+    if cfg.end_step > loss.normal_boost_step:
+        rt.info(
+            "normal maps are the fitted body's own: the normal term is not boosted "
+            "(--set loss.boost_body_normals=true restores the released x10/x100)"
+        )
+    return replace(cfg, loss=replace(loss, normal_boost=1.0, normal_boost2=1.0))
+
+
 def run_optim_stage(
     name: str,
     ws: Workspace,
@@ -58,6 +82,7 @@ def run_optim_stage(
     from humanref_cli.train.data import load_train_data
     from humanref_cli.train.loop import train
 
+    cfg = without_body_normal_boost(cfg, ws, rt)
     gcfg = cfg.guidance
     models = guidance_models(gcfg, models_dir)
     key = ws.stage_key(name, cfg, inputs, models)

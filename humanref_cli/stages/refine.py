@@ -1,6 +1,7 @@
 """Stage ``refine``: the coarse field optimised at full resolution, global steps 3000-12000 (design.md §4).
 
-Same loop as ``coarse`` at ``--res`` (512) with the normal weight x10 from step 3000 and x100 from 7200,
+Same loop as ``coarse`` at ``--res`` (512) with the normal weight x10 from step 3000 and x100 from 7200
+(not when the normal maps are the fitted body's own: docs/decisions.md 24),
 Ref-SDS on non-front views and the multi-step-denoise LPIPS term from 9600 when its models are
 installed. Starts from ``coarse/field.safetensors``; writes the same files under ``refine/``.
 """
