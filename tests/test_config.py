@@ -119,3 +119,12 @@ def test_prep_fit_settings_carry_every_fit_field():
     for name, value in changed.items():
         assert getattr(settings, name.removeprefix("fit_")) == value, name
     assert settings.min_visibility == 0.25 and settings.seed == 7
+
+
+def test_stage_meshes_are_taken_on_the_body_priors_grid():
+    # a mesh off the prior's lattice measured worse in both directions (docs/decisions.md 23)
+    from humanref_cli.configs.optim import coarse_preset, refine_preset
+
+    for name in ("paper", "fast", "cpu"):
+        prior = coarse_preset(name).prior_res
+        assert coarse_preset(name).mesh_res == refine_preset(name).mesh_res == prior == 256, name

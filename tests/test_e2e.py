@@ -84,6 +84,11 @@ def test_run_writes_every_export_and_second_run_skips(subject, tmp_path):
     assert np.argmax(extent) == 1, "exported files are y-up: the person's height is along y"
     meta = json.loads((export / "metadata.json").read_text())
     assert "guidance" in json.dumps(meta)
+    # offline the normal maps are the body's own, so refine ran without the late boosts (decision 24)
+    stages = json.loads((ws / "manifest.json").read_text())["stages"]
+    assert stages["prep"]["notes"]["normals_source"] == "body"
+    loss = stages["refine"]["config"]["loss"]
+    assert (loss["normal_boost"], loss["normal_boost2"]) == (1.0, 1.0)
 
     status = runner.invoke(app, ["status", str(ws), "--json"])
     rows = json.loads(status.stdout)["stages"]

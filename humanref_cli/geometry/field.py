@@ -124,6 +124,15 @@ class HumanField(nn.Module):
         save_field(self, directory)
 
 
+def adam(params, device: torch.device, **kwargs) -> torch.optim.Adam:
+    """``torch.optim.Adam(params, **kwargs)``, fused where torch has the fused kernel (CPU, CUDA).
+
+    The same update in one pass over each tensor: on the 24M-float hash table a step took 0.01-0.04 s
+    against ~0.1 s for the default per-tensor loop (docs/decisions.md 22).
+    """
+    return torch.optim.Adam(params, fused=device.type in ("cpu", "cuda"), **kwargs)
+
+
 def initialize_to_prior(
     field: HumanField,
     steps: int = 1000,
@@ -139,10 +148,7 @@ def initialize_to_prior(
     """
     params = field.param_groups()
     device = field.theta.device
-    fused = device.type in ("cpu", "cuda")  # one pass per tensor; same update (train/loop.py)
-    opt = torch.optim.Adam(
-        params["encoding"] + params["sdf_head"], lr=lr, betas=(0.9, 0.99), eps=1e-15, fused=fused
-    )
+    opt = adam(params["encoding"] + params["sdf_head"], device, lr=lr, betas=(0.9, 0.99), eps=1e-15)
     bound = field.cfg.bound
     loss = torch.zeros(())
     for _ in range(steps):

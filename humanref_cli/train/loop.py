@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from humanref_cli.errors import Interrupted
+from humanref_cli.geometry.field import adam
 from humanref_cli.train import losses as L
 from humanref_cli.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from humanref_cli.train.data import TrainData
@@ -49,10 +50,7 @@ def make_optimizer(field: torch.nn.Module, cfg) -> torch.optim.Adam:
     ids = {id(p) for params, _ in special for p in params}
     groups = [{"params": [p for p in field.parameters() if id(p) not in ids], "lr": o.lr}]
     groups += [{"params": params, "lr": lr} for params, lr in special]
-    # torch's fused Adam: the same update in one pass over each tensor; on the 24M-float hash table a
-    # training step's update took 0.01-0.04 s against ~0.1 s for the default loop (docs/decisions.md 22)
-    fused = field.theta.device.type in ("cpu", "cuda")
-    return torch.optim.Adam(groups, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, fused=fused)
+    return adam(groups, field.theta.device, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
 
 
 def _to_chw(image: torch.Tensor, size: int) -> torch.Tensor:
