@@ -125,9 +125,13 @@ def ellipsoid_prior(resolution: int = 64):
     return BodyPriorSDF((k - 1) * radii.min())
 
 
-def refine_step(guidance, size: int, steps: int, warmup: int, device) -> dict:
+def refine_step(guidance, size: int, steps: int, warmup: int, device, field_dir: Path | None = None) -> dict:
     """A whole refine-like step: render a back-ish view of a field at ``size`` (volume renderer with
-    occupancy grid), Ref-SDS on it, backward, Adam step. Also the render-only step for comparison."""
+    occupancy grid), Ref-SDS on it, backward, Adam step. Also the render-only step for comparison.
+
+    The field is a trained one from ``field_dir`` (a workspace's ``coarse/`` or ``refine/``: the
+    density a refine step meets) or, without it, a fresh field on an ellipsoid at the initial density
+    inv_std 20 (far more samples per ray than any refine step renders: a worst case)."""
     try:  # written by other engineers; optional here
         from humanref_cli.geometry.field import FieldConfig, HumanField
         from humanref_cli.render.camera import camera_to_world
@@ -136,7 +140,12 @@ def refine_step(guidance, size: int, steps: int, warmup: int, device) -> dict:
     except ImportError as e:
         return {"skipped": f"renderer/field not importable: {e}"}
     torch.manual_seed(0)
-    field = HumanField(FieldConfig(), ellipsoid_prior()).to(device)
+    if field_dir is not None:
+        from humanref_cli.geometry.field import load_field
+
+        field = load_field(field_dir, device)
+    else:
+        field = HumanField(FieldConfig(), ellipsoid_prior()).to(device)
     occ = OccupancyGrid().to(device)
     occ.build(field)
     opt = torch.optim.Adam(field.parameters(), lr=1e-3)
@@ -174,6 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--tiny", action="store_true", help="tiny test stack (default on CPU)")
     parser.add_argument("--skip-refine", action="store_true", help="skip the whole refine-step timing")
+    parser.add_argument("--field", type=Path, default=None, help="trained field folder for the refine step")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "guidance_gpu.json")
     args = parser.parse_args(argv)
 
@@ -206,7 +216,8 @@ def main(argv: list[str] | None = None) -> dict:
             rows.append({"guidance": label, **time_guidance(guidance, size, args.steps, args.warmup, device)})
         refine = {"skipped": "--skip-refine"}
         if not args.skip_refine:
-            refine = refine_step(guidance, size, args.steps, args.warmup, device)
+            refine = refine_step(guidance, size, args.steps, args.warmup, device, args.field)
+            refine["field"] = str(args.field) if args.field else "ellipsoid, initial density"
     result = {
         "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
         "models": "tiny test stack" if tiny else "SD 1.5 configs, random init",

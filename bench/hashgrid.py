@@ -4,7 +4,7 @@ The naive reference (``tests/test_hashgrid.py::naive_encode``: a Python loop ove
 runs in the same process on the same points. Released config (16 levels x 2 features, 2^19 table).
 Prints a table and writes ``bench/results/hashgrid.json``.
 
-    .venv/bin/python bench/hashgrid.py [--sizes 65536 262144] [--repeats 3]
+    .venv/bin/python bench/hashgrid.py [--sizes 65536 262144] [--repeats 3] [--device cuda --out FILE]
 """
 
 from __future__ import annotations
@@ -30,31 +30,46 @@ RESULTS = ROOT / "bench" / "results" / "hashgrid.json"
 
 def time_fwd_bwd(encode, grid: HashGrid, x: torch.Tensor, repeats: int) -> float:
     """Best wall time (s) of encode + a weighted-sum loss + backward to the table."""
-    w = torch.randn(len(x), grid.n_output_dims)
+    w = torch.randn(len(x), grid.n_output_dims, device=x.device)
     best = float("inf")
     for _ in range(repeats):
         grid.params.grad = None
+        sync(x.device)
         start = time.perf_counter()
         (encode(x) * w).sum().backward()
+        sync(x.device)
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def sync(device: torch.device) -> None:
+    """CUDA runs asynchronously: wait for it before reading the clock."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[65536, 262144])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    device = torch.device(args.device)
     torch.manual_seed(0)
-    grid = HashGrid(HashGridConfig(), backend="torch")
+    grid = HashGrid(HashGridConfig(), backend="torch").to(device)
+    if device.type == "cuda":  # the first call pays CUDA's start-up; keep it out of the table
+        time_fwd_bwd(grid, grid, torch.rand(1024, 3, device=device), 1)
     rows = []
     for n in args.sizes:
-        x = torch.rand(n, 3)
+        x = torch.rand(n, 3).to(device)
         fast = time_fwd_bwd(grid, grid, x, args.repeats)
         naive = time_fwd_bwd(lambda p: naive_encode(grid, p), grid, x, max(1, args.repeats - 1))
         with torch.no_grad():
+            sync(device)
             start = time.perf_counter()
             grid(x, n_levels=8)
+            sync(device)
             fwd8 = time.perf_counter() - start
         rows.append(
             {
@@ -75,14 +90,12 @@ def main() -> None:
             f"{r['points']:>8} {r['torch_s']:>8.3f} {r['naive_s']:>8.3f} {r['torch_pts_per_s']:>12.0f} "
             f"{r['naive_pts_per_s']:>12.0f} {r['speedup']:>8.2f}"
         )
-    meta = {
-        **machine_info(),
-    }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
+    meta = {**machine_info(), "device": str(device)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
         json.dumps({"meta": meta, "config": HashGridConfig().to_dict(), "rows": rows}, indent=2)
     )
-    print(f"wrote {RESULTS}")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ density means many samples per ray); ``--theta 0.65`` gives the ``cpu`` preset's
 ``render/sdf_skip.py``; 0 = off) from the same initial field, so the two rows compare the renderer with
 and without it. Prints a table and writes ``bench/results/render_step.json`` (or ``--out``).
 
-    .venv/bin/python bench/render_step.py [--res 64 128 256 512] [--steps 2] [--theta 0.65]
+    .venv/bin/python bench/render_step.py [--res 64 128 256 512] [--steps 2] [--theta 0.65] [--device cuda]
 """
 
 from __future__ import annotations
@@ -47,7 +47,15 @@ def body_like_prior(resolution: int) -> tuple[BodyPriorSDF, float]:
     return prior, time.perf_counter() - start
 
 
+def sync(device: torch.device) -> None:
+    """CUDA runs asynchronously: wait for it before reading the clock."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def step(field, occ, opt, res: int, gen: torch.Generator, skip_group: int) -> dict:
+    device = field.theta.device
+    sync(device)
     start = time.perf_counter()
     out = render_view(
         field,
@@ -60,6 +68,7 @@ def step(field, occ, opt, res: int, gen: torch.Generator, skip_group: int) -> di
         generator=gen,
         skip_group=skip_group,
     )
+    sync(device)
     t_render = time.perf_counter() - start
     target = torch.full_like(out["rgb"], 0.5)
     o = out["opacity"]
@@ -73,6 +82,7 @@ def step(field, occ, opt, res: int, gen: torch.Generator, skip_group: int) -> di
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
+    sync(device)
     return {"render_s": t_render, "step_s": time.perf_counter() - start, "samples": out["sample_t"].numel()}
 
 
@@ -83,8 +93,10 @@ def main() -> None:
     parser.add_argument("--prior-res", type=int, default=128)
     parser.add_argument("--theta", type=float, default=0.3, help="inv_std = exp(10 theta); 0.3 is released")
     parser.add_argument("--skip-group", type=int, nargs="+", default=[8, 0], help="0: no certified skip")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    device = torch.device(args.device)
     prior, prior_s = body_like_prior(args.prior_res)
     rows = []
     for res in args.res:
@@ -92,16 +104,24 @@ def main() -> None:
             # the same initial field, grid and random draws for every setting
             torch.manual_seed(0)
             gen = torch.Generator().manual_seed(0)
-            field = HumanField(FieldConfig(backend="torch", inv_std_init_theta=args.theta), prior)
-            occ = OccupancyGrid()
+            field = HumanField(FieldConfig(backend="torch", inv_std_init_theta=args.theta), prior).to(device)
+            occ = OccupancyGrid().to(device)
             occ.build(field, generator=gen)
             opt = torch.optim.Adam(field.parameters(), lr=1e-3, betas=(0.9, 0.99), eps=1e-15)
             runs = [step(field, occ, opt, res, gen, group) for _ in range(args.steps)]
             best = min(runs, key=lambda r: r["step_s"])
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+            gpu_gb = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
             per_step = [r["samples"] for r in runs]  # the same for every setting: the skip keeps them all
             rows.append(
-                {"res": res, "skip_group": group, **best, "samples_per_step": per_step, "peak_rss_gb": rss}
+                {
+                    "res": res,
+                    "skip_group": group,
+                    **best,
+                    "samples_per_step": per_step,
+                    "peak_rss_gb": rss,
+                    "peak_gpu_gb": gpu_gb,
+                }
             )
             r = rows[-1]
             print(
@@ -111,6 +131,7 @@ def main() -> None:
             )
     meta = {
         **machine_info(),
+        "device": str(device),
         "prior_grid": args.prior_res,
         "prior_precompute_s": prior_s,
         "theta": args.theta,

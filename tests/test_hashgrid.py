@@ -30,7 +30,7 @@ def naive_encode(grid: HashGrid, x: torch.Tensor, n_levels: int | None = None) -
         base = torch.floor(pos)
         frac = pos - base
         base = base.long()
-        acc = torch.zeros(len(x), grid.cfg.n_features, dtype=table.dtype)
+        acc = torch.zeros(len(x), grid.cfg.n_features, dtype=table.dtype, device=x.device)
         for corner in itertools.product((0, 1), repeat=3):
             g = [base[:, d] + corner[d] for d in range(3)]
             if lv["dense"]:
@@ -40,7 +40,7 @@ def naive_encode(grid: HashGrid, x: torch.Tensor, n_levels: int | None = None) -
                 for d in range(3):
                     index = index ^ ((g[d] * primes[d]) & 0xFFFFFFFF)
             index = index % lv["size"] + lv["offset"]
-            weight = torch.ones(len(x), dtype=table.dtype)
+            weight = torch.ones(len(x), dtype=table.dtype, device=x.device)
             for d in range(3):
                 weight = weight * (frac[:, d] if corner[d] else 1 - frac[:, d])
             acc = acc + weight[:, None] * table[index]

@@ -217,6 +217,7 @@ def test_coarse_then_refine_few_steps(tmp_path, subject_dir):
     refine_cfg = _refine_cfg(start=coarse_cfg.steps, steps=3)
     run_refine(ws, refine_cfg, rt)
     assert ws.record("refine")["status"] == "done" and ws.record("refine")["step"] == 6
+    assert ws.record("refine")["notes"]["s_per_step"] > 0
     # the cpu preset takes the mesh where the renders drew the silhouette (render/silhouette_level.py)
     assert ws.record("refine")["notes"]["mesh_level"] > 0.003
     meta = json.loads((ws.root / "refine" / "field.json").read_text())

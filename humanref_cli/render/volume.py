@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from humanref_cli.render.chunks import render_chunks
 from humanref_cli.render.sdf_skip import certified_empty
 
 DEFAULT_STEP = 1.732 * 2 / 512
@@ -187,10 +188,10 @@ def render_rays(
     early_stop_eps: float = 1e-4,
     perturb_std: float | None = 0.01,
     bg_depth: float = 10.0,
-    ray_chunk: int = 8192,
-    sample_chunk: int = 65536,
+    ray_chunk: int | None = None,
+    sample_chunk: int | None = None,
     use_checkpoint: bool | None = None,
-    checkpoint_above: int = 131072,
+    checkpoint_above: int | None = None,
     skip_group: int = 8,
     generator: torch.Generator | None = None,
 ) -> dict[str, torch.Tensor]:
@@ -200,7 +201,8 @@ def render_rays(
         bg: background colour ``(3,)`` or ``(R, 3)``.
         occ: :class:`~humanref_cli.render.occupancy.OccupancyGrid` to skip empty cells, or None.
         perturb_std: std of ``xi`` for the ``sample_*_perturb`` outputs; None (or no grad) skips them.
-        ray_chunk: rays marched and pruned at a time (bounds the ``(rays, 512)`` candidate arrays).
+        ray_chunk: rays marched and pruned at a time (bounds the ``(rays, 512)`` candidate arrays);
+            None: the device's (:mod:`render.chunks`), as for ``sample_chunk`` and ``checkpoint_above``.
         sample_chunk: kept samples shaded at a time (bounds the activations in memory).
         use_checkpoint: recompute the field's activations in backward (~1.4x the time, memory a few
             floats per sample instead of ~9 KB); default (None): when grad is enabled and there are
@@ -222,6 +224,10 @@ def render_rays(
         plus ``inv_std`` (scalar). ``S`` may be 0.
     """
     n_rays = len(origins)
+    chunks = render_chunks(origins.device)
+    ray_chunk = ray_chunk or chunks.ray_chunk
+    sample_chunk = sample_chunk or chunks.sample_chunk
+    checkpoint_above = chunks.checkpoint_above if checkpoint_above is None else checkpoint_above
     perturb = perturb_std is not None and torch.is_grad_enabled()
     bound = field.cfg.bound
     ray_idx, t_mid = [], []

@@ -76,6 +76,10 @@ def run_optim_stage(
     models are looked up (``cfg.guidance.require_guidance`` fails instead of falling back when they
     are missing).
     """
+    import time
+
+    import torch
+
     from humanref_cli.geometry.field import save_field
     from humanref_cli.guidance.build import build_guidance
     from humanref_cli.render.occupancy import OccupancyGrid
@@ -108,7 +112,14 @@ def run_optim_stage(
         if resume is None:
             occupancy.build(field)
         io = stage_loop_io(run, key, resume)
+        if rt.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(rt.device)
+        started = time.perf_counter()
         scalars = train(field, occupancy, data, cfg, rt, io, guidance=guidance)
+        if resume is None:  # a resumed run's time covers only part of the steps
+            run.note(s_per_step=round((time.perf_counter() - started) / max(cfg.steps, 1), 4))
+        if rt.device.type == "cuda":
+            run.note(peak_gpu_gib=round(torch.cuda.max_memory_allocated(rt.device) / 2**30, 2))
         run.set_step(cfg.end_step, flush=True)
         paths = save_field(field, run.dir)
         level = extraction_level(field, cfg.mesh_at_silhouette, rt, name)

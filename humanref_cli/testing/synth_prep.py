@@ -100,7 +100,13 @@ def prep_from_subject(
     body_path = prep / "body.ply"
     body_path.write_bytes(body.export(file_type="ply", encoding="binary"))
 
-    outputs = sorted(p for p in prep.iterdir() if p.is_file())
+    record_prep(ws, f"synthetic {subject_dir.name}")
+    return prep
+
+
+def record_prep(ws: Workspace, source: str) -> None:
+    """Record the ``prep`` stage as done over the files now in ``ws/prep`` (as if prep had run)."""
+    outputs = sorted(p for p in (ws.root / "prep").iterdir() if p.is_file())
     with ws.lock():
         ws.update_record(
             "prep",
@@ -112,6 +118,5 @@ def prep_from_subject(
             outputs=ws.hash_files(outputs),
             step=0,
             steps=None,
-            notes={"source": f"synthetic {subject_dir.name}"},
+            notes={"source": source},
         )
-    return prep

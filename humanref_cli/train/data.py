@@ -43,12 +43,14 @@ class TrainData:
         return self.mask.flip(1)
 
     def reference(self, background: torch.Tensor, back: bool = False) -> torch.Tensor:
-        """``(L, L, 3)`` reference composited on ``background (3,)`` (mirrored for the back view)."""
-        ref = self.premult + background * (1.0 - self.mask[..., None])
+        """``(L, L, 3)`` reference composited on ``background (3,)`` (mirrored for the back view).
+
+        ``background`` may live on the CPU (the views are drawn there, for device-independent draws)."""
+        ref = self.premult + background.to(self.premult) * (1.0 - self.mask[..., None])
         return ref.flip(1) if back else ref
 
     def reference_full(self, background: torch.Tensor) -> torch.Tensor:
-        return self.premult_full + background * (1.0 - self.mask_full[..., None])
+        return self.premult_full + background.to(self.premult_full) * (1.0 - self.mask_full[..., None])
 
 
 def _resize(image: np.ndarray, size: int) -> np.ndarray:
