@@ -308,6 +308,8 @@ class _Messages:
     def info(self, msg: str) -> None:
         self.lines.append(msg)
 
+    warn = info
+
 
 def test_body_normal_maps_are_not_boosted_but_estimated_ones_are():
     from dataclasses import replace
@@ -327,3 +329,16 @@ def test_body_normal_maps_are_not_boosted_but_estimated_ones_are():
         assert without_body_normal_boost(cfg, _PrepRecord(notes), _Messages()) == cfg
     opt_in = replace(cfg, loss=replace(cfg.loss, boost_body_normals=True))
     assert without_body_normal_boost(opt_in, _PrepRecord({"normals_source": "body"}), _Messages()) == opt_in
+
+
+def test_a_mesh_off_the_priors_grid_is_warned_about():
+    from types import SimpleNamespace
+
+    from humanref_cli.geometry.body_sdf import BodyPriorSDF
+    from humanref_cli.stages.optimise import warn_if_mesh_off_prior_grid
+
+    field = SimpleNamespace(prior=BodyPriorSDF(torch.zeros(24, 24, 24)))
+    rt = _Messages()
+    assert not warn_if_mesh_off_prior_grid(field, 24, "coarse", rt) and rt.lines == []
+    assert warn_if_mesh_off_prior_grid(field, 32, "refine", rt)
+    assert "mesh_res 32" in rt.lines[0] and "--set mesh_res=24" in rt.lines[0]

@@ -106,6 +106,7 @@ def run_optim_stage(
         data = load_train_data(prep, cfg.loss_res, rt.device)
         resume = run.resume_checkpoint()
         field = make_field(rt.device, resume is None)
+        warn_if_mesh_off_prior_grid(field, cfg.mesh_res, name, rt)
         occupancy = OccupancyGrid(
             step_size=cfg.optim.step_size, every=cfg.optim.occ_every, threshold=cfg.optim.occ_threshold
         ).to(rt.device)
@@ -134,6 +135,22 @@ def run_optim_stage(
         "steps": cfg.end_step,
         "losses": scalars,
     }
+
+
+def warn_if_mesh_off_prior_grid(field, mesh_res: int, stage: str, rt) -> bool:
+    """Warn (and return True) when ``mesh.ply``'s marching-cubes grid is not the body prior's grid.
+
+    The prior is trilinear on its own lattice; a mesh taken on another lattice cuts thin parts (hands,
+    feet) it could have kept, finer or coarser alike (docs/decisions.md 23).
+    """
+    prior_res = field.prior.resolution
+    if mesh_res == prior_res:
+        return False
+    rt.warn(
+        f"{stage}: mesh_res {mesh_res} is not the body prior's grid ({prior_res}^3); a mesh off the "
+        f"prior's lattice loses thin parts (docs/decisions.md 23): --set mesh_res={prior_res}"
+    )
+    return True
 
 
 def stage_loop_io(run, key: str, resume: Path | None):
