@@ -300,6 +300,10 @@ def evaluate(
     ws: WsArg,
     gt: Annotated[Path, typer.Option("--gt", help="Synthetic subject folder (from `humanref synth`).")],
     stage: Annotated[str, typer.Option("--stage", help="Field to evaluate: refine or coarse.")] = "refine",
+    res: Annotated[
+        int | None,
+        typer.Option("--res", help="Size of the rendered views (default: the crop's; 256 is ~4x faster)."),
+    ] = None,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
@@ -307,9 +311,9 @@ def evaluate(
 ) -> None:
     """Geometry and appearance metrics against a synthetic subject's ground truth; writes ws/eval.json.
 
-    Example: humanref eval ws/ --gt out/s3
+    Example: humanref eval ws/ --gt out/s3 --res 256
     """
     from humanref_cli.stages.evaluate import run_eval
 
     rt = make_runtime(device, 0, quiet)
-    emit(run_eval(Workspace(ws), gt, rt, stage=stage), as_json)
+    emit(run_eval(Workspace(ws), gt, rt, stage=stage, res=res), as_json)

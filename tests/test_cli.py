@@ -100,3 +100,9 @@ def test_quiet_hides_the_model_libraries_progress_bars(monkeypatch):
     assert "HF_HUB_DISABLE_PROGRESS_BARS" not in os.environ
     make_runtime("cpu", 0, quiet=True)
     assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
+
+
+def test_eval_refuses_an_absurd_render_size_with_exit_2(tmp_path):
+    result = runner.invoke(app, ["eval", str(tmp_path / "ws"), "--gt", str(tmp_path), "--res", "8"])
+    assert result.exit_code == 2
+    assert "--res must be between 16 and 2048" in result.stderr and "Traceback" not in result.output

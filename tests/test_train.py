@@ -234,7 +234,7 @@ def test_coarse_then_refine_few_steps(tmp_path, subject_dir):
 
     from humanref_cli.stages.evaluate import run_eval
 
-    ev = run_eval(ws, subject_dir, rt, res=32)
+    ev = run_eval(ws, subject_dir, rt, res=32)  # the CLI's --res
     assert json.loads((ws.root / "eval.json").read_text())["geometry"] == ev["geometry"]
     # no camera.json: identity frame map, so the unaligned metric is the one computed above
     assert abs(ev["geometry_as_placed"]["chamfer_cm"] - m["chamfer_cm"]) < 0.3

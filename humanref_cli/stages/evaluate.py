@@ -116,6 +116,8 @@ def run_eval(
 
     if stage not in ("coarse", "refine"):
         raise UsageError(f"--stage must be coarse or refine, got {stage!r}")
+    if res is not None and not 16 <= res <= 2048:
+        raise UsageError(f"--res must be between 16 and 2048 pixels, got {res}", hint="e.g. --res 256")
     gt_dir = Path(gt_dir)
     if not (gt_dir / "gt" / "mesh.ply").exists():
         raise UsageError(
