@@ -27,6 +27,7 @@ from humanref_cli.cli_common import (
 )
 from humanref_cli.cli_models import models_app
 from humanref_cli.configs.stage_configs import resolve_config, stage_names
+from humanref_cli.errors import UsageError
 from humanref_cli.workspace import Workspace
 
 app = typer.Typer(
@@ -104,16 +105,28 @@ def show_config(
     preset: PresetOpt = "auto",
     set_: SetOpt = None,
     config: ConfigOpt = None,
+    ws: Annotated[
+        Path | None,
+        typer.Option("--ws", help="Apply this workspace's rules (e.g. no normal boost on body normals)."),
+    ] = None,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Print a stage's resolved configuration: every key, its value and what it means.
 
-    Example: humanref config refine --preset fast --set steps=2000
+    Example: humanref config refine --preset fast --set steps=2000 --ws ws/
     """
     from humanref_cli.configs.base import describe, to_dict
 
     cfg = resolve_config(stage, preset, set_ or [], config)
+    if ws is not None and not Workspace(ws).exists():
+        raise UsageError(f"{ws} is not a humanref workspace (no manifest.json)", hint="check the path")
+    if ws is not None and stage in ("coarse", "refine"):
+        from humanref_cli.runtime import Runtime
+        from humanref_cli.stages.optimise import without_body_normal_boost
+
+        # what run_optim_stage does before it runs: the effective config the manifest will record
+        cfg = without_body_normal_boost(cfg, Workspace(ws), Runtime(device_name="cpu"))
     if as_json:
         emit(to_dict(cfg), True)
         return

@@ -106,3 +106,22 @@ def test_eval_refuses_an_absurd_render_size_with_exit_2(tmp_path):
     result = runner.invoke(app, ["eval", str(tmp_path / "ws"), "--gt", str(tmp_path), "--res", "8"])
     assert result.exit_code == 2
     assert "--res must be between 16 and 2048" in result.stderr and "Traceback" not in result.output
+
+
+def test_config_with_a_workspace_shows_the_effective_boosts(tmp_path):
+    from humanref_cli.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    with ws.lock():
+        ws.update_record("prep", status="done", notes={"normals_source": "body"})
+
+    def boosts(*extra):
+        result = runner.invoke(app, ["config", "refine", "--preset", "cpu", "--json", *extra])
+        assert result.exit_code == 0, result.output
+        loss = json.loads(result.stdout)["loss"]
+        return loss["normal_boost"], loss["normal_boost2"]
+
+    assert boosts() == (10.0, 100.0)  # the preset: the released schedule
+    assert boosts("--ws", str(ws.root)) == (1.0, 1.0)  # what refine would run in this workspace (decision 24)
+    missing = runner.invoke(app, ["config", "refine", "--ws", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "not a humanref workspace" in missing.stderr
