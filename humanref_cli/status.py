@@ -1,4 +1,4 @@
-"""``humanref status``: one row per stage (status, freshness, progress, time, checkpoint)."""
+"""``humanref status``: one row per stage (status, freshness, progress, time, peak memory, checkpoint)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ def stage_table(ws: Workspace) -> dict[str, Any]:
                     "step": None,
                     "steps": None,
                     "seconds": None,
+                    "peak_rss_gib": None,
                     "checkpoint": None,
                 }
             )
@@ -47,6 +48,7 @@ def stage_table(ws: Workspace) -> dict[str, Any]:
                 "step": rec.get("step"),
                 "steps": rec.get("steps"),
                 "seconds": rec.get("seconds"),
+                "peak_rss_gib": rec.get("peak_rss_gib"),
                 "checkpoint": ws.rel(ckpt) if ckpt.exists() else None,
                 "error": rec.get("error"),
             }
@@ -60,7 +62,7 @@ def print_table(table: dict[str, Any]) -> None:
     from rich.table import Table
 
     t = Table(title=f"humanref workspace {table['workspace']}", title_justify="left")
-    for col in ("stage", "status", "fresh", "step", "time", "checkpoint"):
+    for col in ("stage", "status", "fresh", "step", "time", "peak RSS", "checkpoint"):
         t.add_column(col)
     for r in table["stages"]:
         fresh = "fresh" if r["fresh"] else ("stale" if r["status"] == "done" else "-")
@@ -68,5 +70,6 @@ def print_table(table: dict[str, Any]) -> None:
             fresh = f"stale ({r['reason']})"
         step = f"{r['step']}/{r['steps']}" if r.get("steps") else "-"
         secs = f"{r['seconds']:.1f}s" if r.get("seconds") is not None else "-"
-        t.add_row(r["stage"], r["status"], fresh, step, secs, r.get("checkpoint") or "-")
+        rss = f"{r['peak_rss_gib']:.2f} GiB" if r.get("peak_rss_gib") is not None else "-"
+        t.add_row(r["stage"], r["status"], fresh, step, secs, rss, r.get("checkpoint") or "-")
     Console(file=sys.stdout, width=120).print(t)

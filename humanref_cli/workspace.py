@@ -32,6 +32,7 @@ from humanref_cli import __version__
 from humanref_cli.configs.base import semantic_dict, to_dict
 from humanref_cli.errors import HumanrefError, Interrupted, UpstreamError, UsageError, WorkspaceConflict
 from humanref_cli.io import sha256_file, write_json
+from humanref_cli.peak_memory import peak_rss_gib, reset_peak_rss
 
 SCHEMA = "humanref.workspace"
 SCHEMA_VERSION = 1
@@ -339,6 +340,7 @@ class Workspace:
             data["stages"][name] = record
             self._write_manifest(data)
             run = StageRun(self, name, stage_dir, ckpt if resume else None, record)
+            reset_peak_rss()
             t0 = time.monotonic()
             try:
                 yield run
@@ -398,6 +400,7 @@ class StageRun:
     def finish(self, status: str, seconds: float, error: str | None = None) -> None:
         self.record["status"] = status
         self.record["seconds"] = round(self.record.get("seconds", 0.0) + seconds, 3)
+        self.record["peak_rss_gib"] = round(peak_rss_gib(), 3)
         self.record["finished"] = _now()
         if error:
             self.record["error"] = error

@@ -227,3 +227,30 @@ def test_empty_lock_file_is_reclaimed_only_when_old(tmp_path):
     os.utime(ws.lock_path, (old, old))
     with ws.lock():
         pass
+
+
+def test_each_stage_records_its_own_peak_memory(tmp_path):
+    import numpy as np
+
+    from humanref_cli.peak_memory import peak_rss_gib, reset_peak_rss
+
+    ws = Workspace(tmp_path / "ws")
+
+    def run(name: str, allocate_gib: float) -> float:
+        key = ws.stage_key(name, ToyConfig(), [], {})
+        with ws.stage(name, key=key, cfg=ToyConfig(), inputs=[], models={}, steps=1, rt=_rt()):
+            if allocate_gib:
+                block = np.ones(int(allocate_gib * 2**30 / 8))  # touched: resident, not just reserved
+                assert block[-1] == 1.0
+                del block
+        return ws.record(name)["peak_rss_gib"]
+
+    resettable = reset_peak_rss()
+    baseline = peak_rss_gib()
+    big = run("coarse", 0.4)
+    small = run("refine", 0.0)
+    assert big >= baseline + 0.35
+    if resettable:  # Linux: the second stage's peak is its own, not the first one's
+        assert small < big - 0.3
+    else:
+        assert small >= big
