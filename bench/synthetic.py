@@ -8,7 +8,12 @@ own), then ``humanref eval``. Prints a table and writes ``bench/results/syntheti
 Goals (issue 4): Chamfer <= 1.0 cm and below the fitted body's on every subject, front PSNR >= 28 dB,
 coarse + refine under 15 minutes per subject on 2 cores with the cpu preset.
 
+A workspace whose prep is already done and intact is reused as it is (no mediapipe or anny needed), so
+preps made on one machine can be optimised on another, e.g. a GPU machine without anny's cache:
+
     .venv/bin/python bench/synthetic.py --subjects 5 --preset cpu
+    python bench/synthetic.py --subjects 5 --preset paper --device cuda --out DIR_WITH_PREPS \
+        --results bench/results/synthetic_paper_cuda.json
 """
 
 from __future__ import annotations
@@ -28,21 +33,25 @@ RESULTS = ROOT / "bench" / "results" / "synthetic.json"
 EVAL_RES = 256  # appearance metrics at 256 px: a 512 px volume render per view costs minutes on a CPU
 
 
-def _runtime(seed: int = 0):
+def _runtime(seed: int = 0, device: str = "cpu"):
     from humanref_cli.runtime import Runtime
 
-    rt = Runtime(device_name="cpu", seed=seed, quiet=True)
+    rt = Runtime(device_name=device, seed=seed, quiet=True)
     rt.seed_everything()
     return rt
 
 
 def make(seed: int, out: Path, res: int, prep_mode: str) -> dict:
-    """Subject + ws/prep. Returns how prep was made."""
-    from humanref_cli.synth.subject import make_subject
+    """Subject + ws/prep. Returns how prep was made (a done, intact prep is reused)."""
     from humanref_cli.workspace import Workspace
 
     subject = out / f"subject_{seed}"
     ws = Workspace(out / f"ws_{seed}")
+    if (subject / "gt" / "mesh.ply").exists() and ws.integrity("prep")[0]:
+        source = (ws.record("prep").get("notes") or {}).get("source", "")
+        return {"prep": "synthetic (reused)" if source.startswith("synthetic") else "real (reused)"}
+    from humanref_cli.synth.subject import make_subject
+
     if not (subject / "gt" / "mesh.ply").exists():
         make_subject(subject, seed=seed, res=res)
     if prep_mode == "real":
@@ -68,8 +77,8 @@ def make(seed: int, out: Path, res: int, prep_mode: str) -> dict:
     return {"prep": "synthetic (ground-truth body shrunk 1 cm)"}
 
 
-def optimise(ws_dir: Path, preset: str, sets: list[str]) -> dict:
-    """coarse + refine in this process; returns seconds and peak RSS."""
+def optimise(ws_dir: Path, preset: str, device: str, threads: int, sets: list[str]) -> dict:
+    """coarse + refine in this process; returns seconds, peak RSS and what the stages recorded."""
     import torch
 
     from humanref_cli.configs.stage_configs import resolve_config
@@ -77,36 +86,41 @@ def optimise(ws_dir: Path, preset: str, sets: list[str]) -> dict:
     from humanref_cli.stages.refine import run_refine
     from humanref_cli.workspace import Workspace
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     ws = Workspace(ws_dir)
-    times = {}
+    times, notes = {}, {}
     for stage, fn in (("coarse", run_coarse), ("refine", run_refine)):
         cfg = resolve_config(
             stage, preset, [s.split(".", 1)[1] for s in sets if s.startswith(stage + ".")], None
         )
         t0 = time.monotonic()
-        fn(ws, cfg, _runtime(), force=True)
+        fn(ws, cfg, _runtime(device=device), force=True)
         times[stage] = time.monotonic() - t0
+        stage_notes = ws.record(stage)["notes"]
+        notes[stage] = {k: stage_notes[k] for k in ("s_per_step", "peak_gpu_gib") if k in stage_notes}
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "coarse_s": times["coarse"],
         "refine_s": times["refine"],
         "total_s": sum(times.values()),
         "peak_rss_mb": peak_mb,
+        "stage_notes": notes,
     }
 
 
-def evaluate(ws_dir: Path, subject: Path) -> dict:
+def evaluate(ws_dir: Path, subject: Path, device: str) -> dict:
     from humanref_cli.stages.evaluate import run_eval
     from humanref_cli.workspace import Workspace
 
-    result = run_eval(Workspace(ws_dir), subject, _runtime(), stage="refine", res=EVAL_RES)
+    result = run_eval(Workspace(ws_dir), subject, _runtime(device=device), stage="refine", res=EVAL_RES)
     frame = result["novel_frame"]
-    result["dense_occ"] = appearance_dense_occupancy(ws_dir, subject, frame["scale"], frame["shift"])
+    result["dense_occ"] = appearance_dense_occupancy(ws_dir, subject, frame["scale"], frame["shift"], device)
     return result
 
 
-def appearance_dense_occupancy(ws_dir: Path, subject: Path, k: float, t: list, passes: int = 9) -> dict:
+def appearance_dense_occupancy(
+    ws_dir: Path, subject: Path, k: float, t: list, device: str, passes: int = 9
+) -> dict:
     """Front and novel PSNR/SSIM as ``humanref eval`` computes them, but with an occupancy grid that
     evaluates every cell ``passes`` times (max) at threshold 1e-5 instead of once at 0.01.
 
@@ -126,10 +140,10 @@ def appearance_dense_occupancy(ws_dir: Path, subject: Path, k: float, t: list, p
     from humanref_cli.workspace import Workspace
 
     ws = Workspace(ws_dir)
-    field = load_field(ws.root / "refine", "cpu")
+    field = load_field(ws.root / "refine", _runtime(device=device).device)
     samples = (ws.record("refine") or {}).get("config", {}).get("optim", {}).get("samples_per_ray", 512)
     step = 1.732 * 2 / samples
-    occ = OccupancyGrid(step_size=step, threshold=1e-5)
+    occ = OccupancyGrid(step_size=step, threshold=1e-5).to(field.theta.device)
     gen = torch.Generator().manual_seed(0)
     occ.build(field, gen)
     for _ in range(passes - 1):
@@ -173,6 +187,9 @@ def main() -> None:
     ap.add_argument("--prep", choices=("auto", "real", "synthetic"), default="auto")
     ap.add_argument("--out", type=Path, default=Path("/tmp/humanref-bench-synthetic"))
     ap.add_argument("--set", dest="sets", action="append", default=[], help="stage.key=value")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (2: the CI machine's cores)")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
     a = ap.parse_args()
 
     if a.cmd == "worker":
@@ -180,10 +197,10 @@ def main() -> None:
             seed, out, res, mode = a.args
             result = make(int(seed), Path(out), int(res), mode)
         elif a.task == "optimise":
-            ws_dir, preset, *sets = a.args
-            result = optimise(Path(ws_dir), preset, sets)
+            ws_dir, preset, device, threads, *sets = a.args
+            result = optimise(Path(ws_dir), preset, device, int(threads), sets)
         else:
-            result = evaluate(Path(a.args[0]), Path(a.args[1]))
+            result = evaluate(Path(a.args[0]), Path(a.args[1]), a.args[2])
         print(json.dumps(result, default=float))
         return
 
@@ -194,8 +211,8 @@ def main() -> None:
     rows = []
     for seed in range(a.subjects):
         made = _child("make", str(seed), str(a.out), str(a.res), prep_mode)
-        timing = _child("optimise", str(a.out / f"ws_{seed}"), a.preset, *a.sets)
-        ev = _child("eval", str(a.out / f"ws_{seed}"), str(a.out / f"subject_{seed}"))
+        timing = _child("optimise", str(a.out / f"ws_{seed}"), a.preset, a.device, str(a.threads), *a.sets)
+        ev = _child("eval", str(a.out / f"ws_{seed}"), str(a.out / f"subject_{seed}"), a.device)
         row = {
             "seed": seed,
             **made,
@@ -213,6 +230,7 @@ def main() -> None:
         _print_row(row)
     summary = {
         "machine": machine_info(),
+        "device": a.device,
         "preset": a.preset,
         "sets": a.sets,
         "subjects": rows,
@@ -225,10 +243,10 @@ def main() -> None:
             "under_15_min": all(r["total_s"] < 900 for r in rows),
         },
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    a.results.parent.mkdir(parents=True, exist_ok=True)
+    a.results.write_text(json.dumps(summary, indent=2, default=float) + "\n")
     print(json.dumps(summary["goals"]))
-    print(f"wrote {RESULTS}")
+    print(f"wrote {a.results}")
 
 
 def _print_row(r: dict) -> None:
