@@ -1,9 +1,10 @@
-"""Peak resident memory (RSS) of this process, measured per stage.
+"""Peak resident memory (RSS) of this process, recorded when a stage finishes.
 
-On Linux the kernel keeps the peak (``VmHWM`` in ``/proc/self/status``) and resets it when ``5`` is
-written to ``/proc/self/clear_refs``, so each stage of one ``humanref run`` gets its own peak.
-Elsewhere only the process's lifetime peak exists (``getrusage``), which a stage then shares with
-every stage before it in the same process.
+The kernel keeps the process's peak (``VmHWM`` in ``/proc/self/status`` on Linux; ``getrusage``
+elsewhere). It could be reset per stage (``/proc/self/clear_refs``), but that also resets what
+``getrusage`` and ``/usr/bin/time`` report for the whole process, so it is left alone: a stage run on
+its own (``humanref coarse ws/``) records its own peak, and a stage inside ``humanref run`` records the
+peak of the run so far.
 """
 
 from __future__ import annotations
@@ -13,20 +14,10 @@ import sys
 from pathlib import Path
 
 _STATUS = Path("/proc/self/status")
-_CLEAR_REFS = Path("/proc/self/clear_refs")
-
-
-def reset_peak_rss() -> bool:
-    """Start a new peak from the current RSS; False where the platform cannot (the peak then runs on)."""
-    try:
-        _CLEAR_REFS.write_text("5")
-    except OSError:
-        return False
-    return True
 
 
 def peak_rss_gib() -> float:
-    """The peak RSS in GiB since the last successful :func:`reset_peak_rss` (else since start-up)."""
+    """The process's peak RSS so far, in GiB."""
     try:
         for line in _STATUS.read_text().splitlines():
             if line.startswith("VmHWM:"):

@@ -32,7 +32,7 @@ from humanref_cli import __version__
 from humanref_cli.configs.base import semantic_dict, to_dict
 from humanref_cli.errors import HumanrefError, Interrupted, UpstreamError, UsageError, WorkspaceConflict
 from humanref_cli.io import sha256_file, write_json
-from humanref_cli.peak_memory import peak_rss_gib, reset_peak_rss
+from humanref_cli.peak_memory import peak_rss_gib
 
 SCHEMA = "humanref.workspace"
 SCHEMA_VERSION = 1
@@ -340,7 +340,6 @@ class Workspace:
             data["stages"][name] = record
             self._write_manifest(data)
             run = StageRun(self, name, stage_dir, ckpt if resume else None, record)
-            reset_peak_rss()
             t0 = time.monotonic()
             try:
                 yield run
