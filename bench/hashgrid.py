@@ -20,7 +20,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from machine_info import machine_info  # noqa: E402  (bench/ is sys.path[0] when run as a script)
+from machine_info import machine_info, sync  # noqa: E402  (bench/ is sys.path[0] when run as a script)
 
 from humanref_cli.geometry.hashgrid import HashGrid, HashGridConfig  # noqa: E402
 from tests.test_hashgrid import naive_encode  # noqa: E402
@@ -40,12 +40,6 @@ def time_fwd_bwd(encode, grid: HashGrid, x: torch.Tensor, repeats: int) -> float
         sync(x.device)
         best = min(best, time.perf_counter() - start)
     return best
-
-
-def sync(device: torch.device) -> None:
-    """CUDA runs asynchronously: wait for it before reading the clock."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""What every benchmark records about the machine it ran on (imported by the scripts in bench/)."""
+"""What every benchmark records about the machine it ran on, and how it reads the clock (imported by the
+scripts in bench/)."""
 
 from __future__ import annotations
 
@@ -22,3 +23,11 @@ def machine_info() -> dict:
         "load_avg": [round(x, 2) for x in os.getloadavg()],
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
+
+
+def sync(device) -> None:
+    """CUDA runs asynchronously: wait for it before reading the clock."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -26,7 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from machine_info import machine_info  # noqa: E402  (bench/ is sys.path[0] when run as a script)
+from machine_info import machine_info, sync  # noqa: E402  (bench/ is sys.path[0] when run as a script)
 
 from humanref_cli.geometry.body_sdf import BodyPriorSDF  # noqa: E402
 from humanref_cli.geometry.field import FieldConfig, HumanField  # noqa: E402
@@ -45,12 +45,6 @@ def body_like_prior(resolution: int) -> tuple[BodyPriorSDF, float]:
     start = time.perf_counter()
     prior = BodyPriorSDF.from_mesh(mesh.vertices, mesh.faces, resolution=resolution)
     return prior, time.perf_counter() - start
-
-
-def sync(device: torch.device) -> None:
-    """CUDA runs asynchronously: wait for it before reading the clock."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def step(field, occ, opt, res: int, gen: torch.Generator, skip_group: int) -> dict:

@@ -136,11 +136,12 @@ def appearance_dense_occupancy(
     from humanref_cli.geometry.field import load_field
     from humanref_cli.io import read_png
     from humanref_cli.render.occupancy import OccupancyGrid
+    from humanref_cli.runtime import resolve_device
     from humanref_cli.stages.evaluate import _on_white, _render_on_white, gt_views, view_camera
     from humanref_cli.workspace import Workspace
 
     ws = Workspace(ws_dir)
-    field = load_field(ws.root / "refine", _runtime(device=device).device)
+    field = load_field(ws.root / "refine", resolve_device(device))
     samples = (ws.record("refine") or {}).get("config", {}).get("optim", {}).get("samples_per_ray", 512)
     step = 1.732 * 2 / samples
     occ = OccupancyGrid(step_size=step, threshold=1e-5).to(field.theta.device)

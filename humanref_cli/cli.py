@@ -119,14 +119,15 @@ def show_config(
     from humanref_cli.configs.base import describe, to_dict
 
     cfg = resolve_config(stage, preset, set_ or [], config)
-    if ws is not None and not Workspace(ws).exists():
+    workspace = Workspace(ws) if ws is not None else None
+    if workspace is not None and not workspace.exists():
         raise UsageError(f"{ws} is not a humanref workspace (no manifest.json)", hint="check the path")
-    if ws is not None and stage in ("coarse", "refine"):
+    if workspace is not None and stage in ("coarse", "refine"):
         from humanref_cli.runtime import Runtime
         from humanref_cli.stages.optimise import without_body_normal_boost
 
         # what run_optim_stage does before it runs: the effective config the manifest will record
-        cfg = without_body_normal_boost(cfg, Workspace(ws), Runtime(device_name="cpu"))
+        cfg = without_body_normal_boost(cfg, workspace, Runtime(device_name="cpu"))
     if as_json:
         emit(to_dict(cfg), True)
         return
