@@ -109,6 +109,9 @@ def show_config(
         Path | None,
         typer.Option("--ws", help="Apply this workspace's rules (e.g. no normal boost on body normals)."),
     ] = None,
+    device: Annotated[
+        str, typer.Option("--device", help="The device the stage would run on (picks the auto preset).")
+    ] = "auto",
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -118,7 +121,7 @@ def show_config(
     """
     from humanref_cli.configs.base import describe, to_dict
 
-    cfg = resolve_config(stage, preset, set_ or [], config)
+    cfg = resolve_config(stage, preset, set_ or [], config, device)
     workspace = Workspace(ws) if ws is not None else None
     if workspace is not None and not workspace.exists():
         raise UsageError(f"{ws} is not a humanref workspace (no manifest.json)", hint="check the path")

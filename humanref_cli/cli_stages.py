@@ -75,7 +75,7 @@ def _config_and_runtime(
     stage: str, preset: str, sets: list[str], config: Path | None, device: str, seed: int, quiet: bool
 ):
     """The stage's resolved config and a seeded Runtime."""
-    cfg = resolve_config(stage, preset, sets, config)
+    cfg = resolve_config(stage, preset, sets, config, device)
     rt = make_runtime(device, seed, quiet)
     rt.seed_everything()
     return cfg, rt

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from humanref_cli.cli import app
 from humanref_cli.io import write_json
+from humanref_cli.workspace import Workspace
 
 runner = CliRunner()
 
@@ -125,3 +126,42 @@ def test_config_with_a_workspace_shows_the_effective_boosts(tmp_path):
     assert boosts("--ws", str(ws.root)) == (1.0, 1.0)  # what refine would run in this workspace (decision 24)
     missing = runner.invoke(app, ["config", "refine", "--ws", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "not a humanref workspace" in missing.stderr
+
+
+def test_auto_preset_follows_the_device_asked_for(monkeypatch, tmp_path):
+    """``--device cpu`` on a CUDA machine must not get the paper schedule (days on a CPU)."""
+    import torch
+
+    from humanref_cli.configs.optim import coarse_preset
+    from humanref_cli.runtime import Runtime
+    from humanref_cli.stages import coarse, pipeline
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    paper, cpu = coarse_preset("paper").steps, coarse_preset("cpu").steps
+    assert paper != cpu
+
+    def steps(*device):
+        result = runner.invoke(app, ["config", "coarse", "--json", *device])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)["steps"]
+
+    assert steps() == paper and steps("--device", "cuda") == paper
+    assert steps("--device", "cpu") == cpu
+    bad = runner.invoke(app, ["config", "coarse", "--device", "tpu"])
+    assert bad.exit_code == 2 and "unknown device 'tpu'" in bad.stderr
+
+    seen = {}
+
+    def record(name):
+        def run(ws, cfg, *args, **kwargs):
+            seen[name] = cfg
+            return {}
+
+        return run
+
+    monkeypatch.setattr(coarse, "run_coarse", record("coarse command"))
+    assert runner.invoke(app, ["coarse", str(tmp_path / "ws"), "--device", "cpu"]).exit_code == 0
+    monkeypatch.setattr(pipeline, "_run_stage", lambda stage, *args: record(stage)(*args))
+    opts = pipeline.PipelineOptions(photo=tmp_path / "photo.png", until="coarse")
+    pipeline.run_pipeline(Workspace(tmp_path / "ws"), opts, Runtime(device_name="cpu", quiet=True))
+    assert seen["coarse command"].steps == cpu and seen["coarse"].steps == cpu

@@ -15,8 +15,15 @@ def stage_names() -> tuple[str, ...]:
     return STAGES
 
 
-def default_preset() -> str:
-    """``paper`` on a CUDA machine, ``cpu`` otherwise."""
+def default_preset(device: str = "auto") -> str:
+    """The preset ``auto`` stands for on ``device`` (a ``--device`` value): ``paper`` on CUDA, ``cpu``
+    otherwise. ``--device cpu`` on a CUDA machine gets ``cpu``: the paper schedule on a CPU takes days."""
+    if device == "cpu":
+        return "cpu"
+    if device == "cuda" or device.startswith("cuda:"):
+        return "paper"
+    if device != "auto":
+        raise UsageError(f"unknown device {device!r}", hint="use auto, cpu or cuda")
     import torch
 
     return "paper" if torch.cuda.is_available() else "cpu"
@@ -41,9 +48,13 @@ def preset_config(stage: str, preset: str) -> Any:
     return make(preset)
 
 
-def resolve_config(stage: str, preset: str, sets: list[str], config_file: Path | None) -> Any:
+def resolve_config(
+    stage: str, preset: str, sets: list[str], config_file: Path | None, device: str = "auto"
+) -> Any:
+    """The stage's config: ``preset`` (``auto``: :func:`default_preset` of ``device``), then the TOML
+    file's ``[stage]`` table, then ``--set`` items."""
     if preset == "auto":
-        preset = default_preset()
+        preset = default_preset(device)
     cfg = preset_config(stage, preset)
     if config_file is not None:
         cfg = apply_overrides(cfg, load_toml_overrides(config_file, stage, STAGES), stage)

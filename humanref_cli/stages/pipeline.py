@@ -73,7 +73,11 @@ def run_pipeline(ws: Workspace, opts: PipelineOptions, rt: Any) -> dict[str, Any
     # Resolve every config first: a bad key fails before hours of work, not after.
     configs = {
         s: resolve_config(
-            s, opts.preset, per_stage[s] + (guidance_sets if s in ("coarse", "refine") else []), opts.config
+            s,
+            opts.preset,
+            per_stage[s] + (guidance_sets if s in ("coarse", "refine") else []),
+            opts.config,
+            rt.device_name,
         )
         for s in stages
     }
