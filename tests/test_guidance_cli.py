@@ -67,6 +67,12 @@ def test_without_sd_guidance_is_off_and_said_or_exit_5(prepped, tmp_path):
     assert result.exit_code == 0, result.output
     assert "guidance" in result.stderr and "sd15" not in ws.record("coarse")["models"]
     assert ws.record("coarse")["notes"]["guidance"].startswith("none")
+    assert "Stable Diffusion 1.5 is not installed" in result.stderr  # why, and the fix:
+    assert "humanref models pull sd15" in result.stderr
+
+    ws, result = _coarse(prepped, "off", "--models-dir", str(tmp_path / "empty"), "--guidance", "none")
+    assert result.exit_code == 0, result.output
+    assert "not installed" not in result.stderr  # switched off by the user: nothing to fix
 
     ws, result = _coarse(prepped, "req", "--models-dir", str(tmp_path / "empty"), "--require-guidance")
     assert result.exit_code == 5

@@ -93,7 +93,7 @@ def _front_error(mesh, texture, ws: Workspace) -> float:
     return float(np.mean((out["rgb"].numpy()[both] - image[..., :3][both]) ** 2))
 
 
-def test_texture_then_export(workspace):
+def test_texture_then_export(workspace, capsys):
     from humanref_cli.geometry.field import load_field
     from humanref_cli.geometry.formats import read_obj
     from humanref_cli.render.bake import texel_positions
@@ -128,6 +128,7 @@ def test_texture_then_export(workspace):
     assert _front_error(mesh, refined, ws) < 0.7 * _front_error(mesh, read_png(tex_dir / "baked.png"), ws)
     notes = ws.record("texture")["notes"]
     assert notes["guidance"].startswith("none") and notes["uv_atlas"]["vertices"] == len(mesh.vertices)
+    assert "Stable Diffusion 1.5 is not installed" in capsys.readouterr().err  # and the pull command
     # this field keeps the paper's initial inv_std (~20): too soft to place the silhouette, so the
     # cpu preset's silhouette level falls back to the zero level set
     assert notes["marching_cubes"]["level"] == 0.0

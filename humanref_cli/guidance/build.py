@@ -17,6 +17,14 @@ def read_prompt(prep_dir: Path) -> str:
     return text or DEFAULT_PROMPT
 
 
+def no_sd_warning(stage: str) -> str:
+    """What a stage says when its guidance is on but Stable Diffusion 1.5 is not installed."""
+    from humanref_cli.models.store import pull_hint
+
+    fix = pull_hint("sd15")
+    return f"{stage}: Stable Diffusion 1.5 is not installed, so Ref-SDS is off; to turn it on: {fix}"
+
+
 def build_guidance(cfg: GuidanceConfig, prep_dir: str | Path, device, models_dir: Path | None):
     """A :class:`~humanref_cli.guidance.refsds.DiffusionGuidance`, or None when guidance is off.
 

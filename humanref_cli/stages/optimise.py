@@ -81,7 +81,7 @@ def run_optim_stage(
     import torch
 
     from humanref_cli.geometry.field import save_field
-    from humanref_cli.guidance.build import build_guidance
+    from humanref_cli.guidance.build import build_guidance, no_sd_warning
     from humanref_cli.render.occupancy import OccupancyGrid
     from humanref_cli.train.data import load_train_data
     from humanref_cli.train.loop import train
@@ -95,6 +95,8 @@ def run_optim_stage(
         return ws.summary(name)
     prep = ws.root / "prep"
     guidance = build_guidance(gcfg, prep, rt.device, models_dir)
+    if guidance is None and gcfg.mode != "none":
+        rt.warn(no_sd_warning(name))
     with (
         ws.stage(
             name, key=key, cfg=cfg, inputs=inputs, models=models, steps=cfg.end_step, rt=rt, force=force

@@ -91,9 +91,11 @@ def run_texture(
         return ws.summary("texture")
     guidance = None
     if cfg.refine_steps > 0:
-        from humanref_cli.guidance.build import build_guidance
+        from humanref_cli.guidance.build import build_guidance, no_sd_warning
 
         guidance = build_guidance(gcfg, ws.root / "prep", rt.device, models_dir)
+        if guidance is None and gcfg.mode != "none":
+            rt.warn(no_sd_warning("texture"))
     with (
         ws.stage(
             "texture",
