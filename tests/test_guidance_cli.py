@@ -69,6 +69,7 @@ def test_without_sd_guidance_is_off_and_said_or_exit_5(prepped, tmp_path):
     assert ws.record("coarse")["notes"]["guidance"].startswith("none")
     assert "Stable Diffusion 1.5 is not installed" in result.stderr  # why, and the fix:
     assert "humanref models pull sd15" in result.stderr
+    assert "Stable Diffusion 1.5 is not installed" in (ws.root / "logs" / "coarse.log").read_text()
 
     ws, result = _coarse(prepped, "off", "--models-dir", str(tmp_path / "empty"), "--guidance", "none")
     assert result.exit_code == 0, result.output

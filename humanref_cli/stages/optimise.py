@@ -95,8 +95,6 @@ def run_optim_stage(
         return ws.summary(name)
     prep = ws.root / "prep"
     guidance = build_guidance(gcfg, prep, rt.device, models_dir)
-    if guidance is None and gcfg.mode != "none":
-        rt.warn(no_sd_warning(name))
     with (
         ws.stage(
             name, key=key, cfg=cfg, inputs=inputs, models=models, steps=cfg.end_step, rt=rt, force=force
@@ -104,6 +102,8 @@ def run_optim_stage(
         rt.interruptible(),
     ):
         run.note(guidance=guidance.name if guidance is not None else "none (fallback: design.md §4)")
+        if guidance is None and gcfg.mode != "none":
+            rt.warn(no_sd_warning(name))
         rt.seed_everything()
         data = load_train_data(prep, cfg.loss_res, rt.device)
         resume = run.resume_checkpoint()

@@ -94,8 +94,6 @@ def run_texture(
         from humanref_cli.guidance.build import build_guidance, no_sd_warning
 
         guidance = build_guidance(gcfg, ws.root / "prep", rt.device, models_dir)
-        if guidance is None and gcfg.mode != "none":
-            rt.warn(no_sd_warning("texture"))
     with (
         ws.stage(
             "texture",
@@ -118,6 +116,8 @@ def run_texture(
             run.note(**facts)
         if cfg.refine_steps > 0:
             run.note(guidance=guidance.name if guidance is not None else "none (front-view RGB only)")
+            if guidance is None and gcfg.mode != "none":
+                rt.warn(no_sd_warning("texture"))
             if guidance is None:
                 rt.warn(
                     "texture: no diffusion guidance: only the front view is refined against the photo; "
