@@ -28,7 +28,7 @@ from humanref_cli.cli_common import (
     make_runtime,
     print_paths,
 )
-from humanref_cli.configs.stage_configs import resolve_config
+from humanref_cli.configs.stage_configs import preset_name, resolve_config
 from humanref_cli.workspace import Workspace
 
 PhotoArg = Annotated[Path, typer.Argument(help="Photo of one person, full body (jpg/png/webp...).")]
@@ -77,6 +77,7 @@ def _config_and_runtime(
     """The stage's resolved config and a seeded Runtime."""
     cfg = resolve_config(stage, preset, sets, config, device)
     rt = make_runtime(device, seed, quiet)
+    rt.info(f"{stage}: preset {preset_name(preset, device)} on {rt.device.type}")
     rt.seed_everything()
     return cfg, rt
 

@@ -160,7 +160,8 @@ def test_auto_preset_follows_the_device_asked_for(monkeypatch, tmp_path):
         return run
 
     monkeypatch.setattr(coarse, "run_coarse", record("coarse command"))
-    assert runner.invoke(app, ["coarse", str(tmp_path / "ws"), "--device", "cpu"]).exit_code == 0
+    result = runner.invoke(app, ["coarse", str(tmp_path / "ws"), "--device", "cpu"])
+    assert result.exit_code == 0 and "coarse: preset cpu on cpu" in result.stderr  # says what auto chose
     monkeypatch.setattr(pipeline, "_run_stage", lambda stage, *args: record(stage)(*args))
     opts = pipeline.PipelineOptions(photo=tmp_path / "photo.png", until="coarse")
     pipeline.run_pipeline(Workspace(tmp_path / "ws"), opts, Runtime(device_name="cpu", quiet=True))

@@ -29,6 +29,11 @@ def default_preset(device: str = "auto") -> str:
     return "paper" if torch.cuda.is_available() else "cpu"
 
 
+def preset_name(preset: str, device: str = "auto") -> str:
+    """``preset`` with ``auto`` replaced by :func:`default_preset` of ``device``."""
+    return default_preset(device) if preset == "auto" else preset
+
+
 def preset_config(stage: str, preset: str) -> Any:
     """The preset config of one stage (explicit imports: each stage owns its config module)."""
     if preset not in PRESETS:
@@ -53,9 +58,7 @@ def resolve_config(
 ) -> Any:
     """The stage's config: ``preset`` (``auto``: :func:`default_preset` of ``device``), then the TOML
     file's ``[stage]`` table, then ``--set`` items."""
-    if preset == "auto":
-        preset = default_preset(device)
-    cfg = preset_config(stage, preset)
+    cfg = preset_config(stage, preset_name(preset, device))
     if config_file is not None:
         cfg = apply_overrides(cfg, load_toml_overrides(config_file, stage, STAGES), stage)
     return apply_overrides(cfg, parse_set_options(sets), stage)

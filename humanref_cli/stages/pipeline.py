@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from humanref_cli.configs.stage_configs import STAGES, resolve_config
+from humanref_cli.configs.stage_configs import STAGES, preset_name, resolve_config
 from humanref_cli.errors import UsageError
 from humanref_cli.workspace import Workspace
 
@@ -81,6 +81,7 @@ def run_pipeline(ws: Workspace, opts: PipelineOptions, rt: Any) -> dict[str, Any
         )
         for s in stages
     }
+    rt.info(f"preset {preset_name(opts.preset, rt.device_name)} on {rt.device.type}")
     results: dict[str, Any] = {}
     t0 = time.monotonic()
     for i, stage in enumerate(stages, start=1):
