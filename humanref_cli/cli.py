@@ -15,6 +15,7 @@ from humanref_cli import __version__
 from humanref_cli.cli_common import (
     ConfigOpt,
     DebugOpt,
+    DeviceOpt,
     JsonOpt,
     PresetOpt,
     QuietOpt,
@@ -109,9 +110,7 @@ def show_config(
         Path | None,
         typer.Option("--ws", help="Apply this workspace's rules (e.g. no normal boost on body normals)."),
     ] = None,
-    device: Annotated[
-        str, typer.Option("--device", help="The device the stage would run on (picks the auto preset).")
-    ] = "auto",
+    device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:

@@ -23,18 +23,23 @@ from rich.console import Console
 from humanref_cli.errors import UsageError
 
 
+def check_device_name(name: str) -> str:
+    """``name`` if it is a ``--device`` value (``auto``, ``cpu``, ``cuda``, ``cuda:N``); else a UsageError."""
+    if name not in ("auto", "cpu", "cuda") and not name.startswith("cuda:"):
+        raise UsageError(f"unknown device {name!r}", hint="use auto, cpu or cuda")
+    return name
+
+
 def resolve_device(name: str):
     """``auto`` -> CUDA when available, else CPU. Asking for ``cuda`` without one is a usage error."""
     import torch
 
-    if name == "auto":
+    if check_device_name(name) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise UsageError(
             "--device cuda was asked for but no CUDA device is available", hint="use --device cpu"
         )
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise UsageError(f"unknown device {name!r}", hint="use auto, cpu or cuda")
     return torch.device(name)
 
 

@@ -147,8 +147,12 @@ def test_auto_preset_follows_the_device_asked_for(monkeypatch, tmp_path):
 
     assert steps() == paper and steps("--device", "cuda") == paper
     assert steps("--device", "cpu") == cpu
-    bad = runner.invoke(app, ["config", "coarse", "--device", "tpu"])
-    assert bad.exit_code == 2 and "unknown device 'tpu'" in bad.stderr
+    config = ["config", "coarse"]
+    commands = (config, [*config, "--preset", "cpu"], ["coarse", str(tmp_path / "w")])
+    for command in commands:
+        bad = runner.invoke(app, [*command, "--device", "tpu"])
+        assert bad.exit_code == 2 and "unknown device 'tpu'" in bad.stderr, bad.output
+    assert not (tmp_path / "w").exists()  # refused before anything is written
 
     seen = {}
 

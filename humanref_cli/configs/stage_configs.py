@@ -7,6 +7,7 @@ from typing import Any
 
 from humanref_cli.configs.base import PRESETS, apply_overrides, load_toml_overrides, parse_set_options
 from humanref_cli.errors import UsageError
+from humanref_cli.runtime import check_device_name
 
 STAGES = ("prep", "coarse", "refine", "texture", "export")
 
@@ -15,23 +16,18 @@ def stage_names() -> tuple[str, ...]:
     return STAGES
 
 
-def default_preset(device: str = "auto") -> str:
-    """The preset ``auto`` stands for on ``device`` (a ``--device`` value): ``paper`` on CUDA, ``cpu``
-    otherwise. ``--device cpu`` on a CUDA machine gets ``cpu``: the paper schedule on a CPU takes days."""
-    if device == "cpu":
-        return "cpu"
-    if device == "cuda" or device.startswith("cuda:"):
-        return "paper"
-    if device != "auto":
-        raise UsageError(f"unknown device {device!r}", hint="use auto, cpu or cuda")
-    import torch
-
-    return "paper" if torch.cuda.is_available() else "cpu"
-
-
 def preset_name(preset: str, device: str = "auto") -> str:
-    """``preset`` with ``auto`` replaced by :func:`default_preset` of ``device``."""
-    return default_preset(device) if preset == "auto" else preset
+    """``preset`` with ``auto`` replaced by the one for ``device`` (a ``--device`` value): ``paper`` on
+    CUDA, ``cpu`` otherwise. ``--device cpu`` on a CUDA machine gets ``cpu``: the paper schedule on a
+    CPU takes days."""
+    check_device_name(device)
+    if preset != "auto":
+        return preset
+    if device == "auto":
+        import torch
+
+        return "paper" if torch.cuda.is_available() else "cpu"
+    return "cpu" if device == "cpu" else "paper"
 
 
 def preset_config(stage: str, preset: str) -> Any:
@@ -56,7 +52,7 @@ def preset_config(stage: str, preset: str) -> Any:
 def resolve_config(
     stage: str, preset: str, sets: list[str], config_file: Path | None, device: str = "auto"
 ) -> Any:
-    """The stage's config: ``preset`` (``auto``: :func:`default_preset` of ``device``), then the TOML
+    """The stage's config: ``preset`` (``auto``: :func:`preset_name` of ``device``), then the TOML
     file's ``[stage]`` table, then ``--set`` items."""
     cfg = preset_config(stage, preset_name(preset, device))
     if config_file is not None:
