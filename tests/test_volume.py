@@ -15,11 +15,12 @@ from humanref_cli.geometry.field import FieldConfig, HumanField, laplace_density
 from humanref_cli.geometry.hashgrid import HashGridConfig
 from humanref_cli.render.camera import camera_to_world, orthographic_rays, world_to_pixel
 from humanref_cli.render.occupancy import OccupancyGrid
-from humanref_cli.render.sdf_skip import certified_empty, outside_distance
+from humanref_cli.render.sdf_skip import outside_distance, skip_plan
 from humanref_cli.render.volume import (
     DEFAULT_STEP,
     exclusive_transmittance,
     march_rays,
+    prune_candidates,
     render_view,
     render_weights,
 )
@@ -254,16 +255,21 @@ def test_skipping_certified_empty_groups_keeps_every_rendered_sample(inv_std):
     occ.build(field, generator=torch.Generator().manual_seed(0))
     origins, dirs = _sphere_view(32)
     rays, t = march_rays(origins, dirs, occ=occ)
-    empty = certified_empty(field.sdf, origins, dirs, rays, t, DEFAULT_STEP, inv_std)
+    plan = skip_plan(field.sdf, origins, dirs, rays, t, DEFAULT_STEP, inv_std)
     with torch.no_grad():
         s = field.sdf(origins[rays] + dirs[rays] * t[:, None]).reshape(-1)
-    assert (s[empty] > outside_distance(inv_std, DEFAULT_STEP, 1e-6)).all()
-    assert empty.float().mean() > (0.25 if inv_std > 500 else 0.05)  # a softer density reaches farther
+    assert (s[plan.empty] > outside_distance(inv_std, DEFAULT_STEP, 1e-6)).all()
+    assert plan.empty.float().mean() > (0.25 if inv_std > 500 else 0.05)  # a softer density reaches farther
+    # each ray's front ends inside the sphere (the group holding its first inside centre), and rays that
+    # miss it are front all the way
+    hit = torch.zeros(len(origins), dtype=torch.bool).index_fill_(0, rays[s < 0], True)
+    assert plan.front[~hit[rays]].all() and (s[plan.front & hit[rays]] < 0).any()
+    assert not plan.front[hit[rays]].all()  # the far side of the sphere is behind the fronts
     # the paper's initial density (inv_std 20, s_min 55 cm) reaches past the occupancy margin: nothing is
     # tried, even on the whole box's candidates, some of which could be certified
     rays_all, t_all = march_rays(origins, dirs)
     args = (field.sdf, origins, dirs, rays_all, t_all, DEFAULT_STEP, 20.0)
-    assert not certified_empty(*args).any() and certified_empty(*args, max_distance=10.0).any()
+    assert skip_plan(*args) is None and skip_plan(*args, max_distance=10.0).empty.any()
 
     def run(skip_group):
         field.zero_grad(set_to_none=True)
@@ -289,6 +295,52 @@ def test_skipping_certified_empty_groups_keeps_every_rendered_sample(inv_std):
     for key in ("rgb", "opacity", "depth"):
         torch.testing.assert_close(a[key], b[key], atol=0, rtol=0)
     torch.testing.assert_close(grad_a, grad_b)
+
+
+class CountingField(SphereField):
+    """A sphere that counts the points its SDF is evaluated at."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.evaluated = 0
+
+    def sdf(self, x):
+        self.evaluated += len(x)
+        return super().sdf(x)
+
+
+@pytest.mark.parametrize("inv_std", [1000.0, 60.0])
+def test_pruning_the_fronts_first_keeps_what_evaluating_everything_keeps(inv_std):
+    """Each ray's front is pruned first and the rest only for rays still transparent: the same mask as
+    evaluating every candidate for any fronts, fewer evaluations with the fronts of the skip plan. The
+    soft density (60) leaves rays transparent after a short front, so their rest is evaluated too."""
+    field = CountingField(centre=(0.0, 0.1, -0.05), radius=0.35, inv_std=inv_std)
+    origins, dirs = _sphere_view(32)
+    rays, t = march_rays(origins, dirs)
+    prune = lambda front: prune_candidates(field, origins, dirs, rays, t, DEFAULT_STEP, 0.01, 1e-4, front)  # noqa: E731
+    everything = prune(None)
+    assert everything.sum() > 100 and field.evaluated == len(t)
+    first = torch.ones_like(rays, dtype=torch.bool)
+    first[1:] = rays[1:] != rays[:-1]
+    rank = torch.arange(len(rays)) - torch.nonzero(first).reshape(-1)[torch.cumsum(first, 0) - 1]
+    for k in (0, 1, 5, 60, 10**6):
+        field.evaluated = 0
+        front = rank < k
+        assert torch.equal(prune(front), everything)
+        assert field.evaluated >= int(front.sum())
+        if k == 5 and inv_std < 100:
+            assert field.evaluated > int(front.sum())  # transparent rays went on past their front
+    plan = skip_plan(field.sdf, origins, dirs, rays, t, DEFAULT_STEP, inv_std, max_distance=10.0)
+    field.evaluated = 0
+    assert torch.equal(prune(plan.front), everything)
+    if inv_std > 500:  # opaque a sample after entering: nothing 3 groups past the entry is read
+        with torch.no_grad():
+            inside = SphereField.sdf(field, origins[rays] + dirs[rays] * t[:, None]).reshape(-1) < 0
+        entry = torch.full((len(origins),), len(t)).scatter_reduce_(
+            0, rays[inside], torch.nonzero(inside).reshape(-1), reduce="amin"
+        )
+        behind = int((torch.arange(len(t)) > entry[rays] + 24).sum())
+        assert behind > 0.05 * len(t) and field.evaluated <= len(t) - behind
 
 
 def test_the_skip_never_drops_what_a_lower_pruning_threshold_keeps():

@@ -5,12 +5,13 @@ For every ray, inside the scene box:
 1. **March** at a fixed step ``dt`` (default ``1.732 * 2 / 512``, at most 512 samples) from the box
    entry (or the ray origin when it starts inside), with one random offset per ray when
    ``stratified``; keep the samples whose midpoints fall in occupied cells of the occupancy grid.
-   Groups of samples that the SDF certifies as far outside are dropped first, at one SDF evaluation
-   per group (:mod:`render.sdf_skip`; they would have been pruned in step 2).
+   Samples that the SDF certifies as far outside are dropped first, at one SDF evaluation per group
+   of 8 (:mod:`render.sdf_skip`; they would have been pruned in step 2).
 2. **Prune** without gradients (nerfacc ``render_visibility``): evaluate the SDF, drop samples with
-   ``alpha < 0.01`` and those behind a transmittance below ``1e-4``. Pruned samples contribute
-   nothing and get no gradient, exactly as in nerfacc; the kept ones are re-evaluated with
-   gradients, so the transmittance of a kept sample is built from kept samples only.
+   ``alpha < 0.01`` and those behind a transmittance below ``1e-4``. Each ray's samples up to where
+   it enters the body are evaluated first, the rest only for rays not yet opaque (the same mask).
+   Pruned samples contribute nothing and get no gradient, exactly as in nerfacc; the kept ones are
+   re-evaluated with gradients, so the transmittance of a kept sample is built from kept samples only.
 3. **Shade** the kept samples with gradients: ``s``, colour, forward-difference normals and, for the
    regularisers, the normals and SDF at ``x + xi``, ``xi ~ N(0, 0.01^2)``. The field is evaluated in
    chunks of samples; above ``checkpoint_above`` samples under activation checkpointing, so memory
@@ -24,12 +25,14 @@ ray each belongs to (sorted, rays in order), as in nerfacc.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from humanref_cli.render.chunks import render_chunks
-from humanref_cli.render.sdf_skip import certified_empty
+from humanref_cli.render.sdf_skip import skip_plan
 
 DEFAULT_STEP = 1.732 * 2 / 512
 
@@ -138,14 +141,40 @@ def accumulate(values: torch.Tensor, ray_indices: torch.Tensor, n_rays: int) -> 
     return out.index_add(0, ray_indices, values)
 
 
-def _prune(field, origins, dirs, ray_idx, t_mid, step_size, alpha_thre, early_stop_eps):
-    """Keep mask ``(S,)`` of candidates: alpha >= alpha_thre and transmittance >= early_stop_eps."""
+def prune_candidates(field, origins, dirs, ray_idx, t_mid, step_size, alpha_thre, early_stop_eps, front=None):
+    """Keep mask ``(S,)`` of candidates: alpha >= alpha_thre and transmittance >= early_stop_eps.
+
+    With ``front`` (``(S,)`` bool, a prefix of each ray's candidates) the fronts are evaluated first; a
+    ray whose transmittance after its front is already below ``early_stop_eps`` keeps none of its later
+    candidates (transmittance only falls), so they are pruned without evaluating the SDF. The mask is
+    the one evaluating every candidate gives, whatever ``front`` is.
+    """
     with torch.no_grad():
-        x = origins[ray_idx] + dirs[ray_idx] * t_mid[:, None]
-        sdf = torch.cat([field.sdf(c) for c in x.split(262144)]) if len(x) else x[:, :1]
-        alpha = (field.density(sdf) * step_size).clamp(0, 1).reshape(-1)
-        trans = exclusive_transmittance(alpha, ray_idx)
-        return (alpha >= alpha_thre) & (trans >= early_stop_eps)
+        if front is None or early_stop_eps <= 0:
+            front = torch.ones_like(ray_idx, dtype=torch.bool)
+        alpha = torch.zeros_like(t_mid)
+        alpha[front] = _alpha(field, origins, dirs, ray_idx[front], t_mid[front], step_size)
+        todo = front
+        if not front.all():
+            # the same log(1 - alpha) as exclusive_transmittance; a ray within a millionth of the
+            # threshold counts as alive so that float rounding cannot prune what the full pass keeps
+            logs = torch.log(torch.clamp(1.0 - alpha[front].double(), min=1e-10))
+            log_t = torch.zeros(len(origins), dtype=torch.float64, device=alpha.device)
+            alive = log_t.index_add_(0, ray_idx[front], logs) >= math.log(early_stop_eps) - 1e-6
+            rest = ~front & alive[ray_idx]
+            alpha[rest] = _alpha(field, origins, dirs, ray_idx[rest], t_mid[rest], step_size)
+            todo = front | rest
+        trans = exclusive_transmittance(alpha[todo], ray_idx[todo])
+        keep = torch.zeros_like(todo)
+        keep[todo] = (alpha[todo] >= alpha_thre) & (trans >= early_stop_eps)
+        return keep
+
+
+def _alpha(field, origins, dirs, ray_idx, t_mid, step_size) -> torch.Tensor:
+    """Opacity ``(n,)`` of the samples ``(ray_idx, t_mid)``, without gradients, in chunks."""
+    x = origins[ray_idx] + dirs[ray_idx] * t_mid[:, None]
+    sdf = torch.cat([field.sdf(c) for c in x.split(262144)]) if len(x) else x[:, :1]
+    return (field.density(sdf) * step_size).clamp(0, 1).reshape(-1)
 
 
 def _shade(field, x: torch.Tensor, x_perturb: torch.Tensor | None):
@@ -207,9 +236,10 @@ def render_rays(
         use_checkpoint: recompute the field's activations in backward (~1.4x the time, memory a few
             floats per sample instead of ~9 KB); default (None): when grad is enabled and there are
             more than ``checkpoint_above`` kept samples.
-        skip_group: before pruning, drop groups of up to this many consecutive candidates that the SDF
-            certifies as empty (:mod:`render.sdf_skip`; same kept samples, a fraction of the SDF
-            evaluations); 0 or 1 evaluates every candidate, as does ``alpha_thre = 0``.
+        skip_group: before pruning, drop the candidates that the SDF, read once per group of up to this
+            many consecutive ones, certifies as empty, and prune each ray's front first
+            (:mod:`render.sdf_skip`; same kept samples, a fraction of the SDF evaluations); 0 or 1
+            evaluates every candidate, as does ``alpha_thre = 0``.
 
     Returns per ray:
         ``rgb (R, 3)`` = ``sum w_i c_i + bg (1 - O)``; ``opacity (R, 1)`` = ``O = sum w_i``;
@@ -235,13 +265,15 @@ def render_rays(
     for start in range(0, n_rays, ray_chunk):
         o, d = origins[start : start + ray_chunk], dirs[start : start + ray_chunk]
         ri, tm = march_rays(o, d, step_size, max_samples, occ, bound, stratified, generator)
+        front = None
         if skip_group > 1 and alpha_thre > 0:
             # the certificate must sit below the pruning threshold for the kept samples to stay the same
             skip_alpha = min(1e-6, alpha_thre)
             args = (field.sdf, o, d, ri, tm, step_size, inv_std_now)
-            near = ~certified_empty(*args, group=skip_group, skip_alpha=skip_alpha)
-            ri, tm = ri[near], tm[near]
-        keep = _prune(field, o, d, ri, tm, step_size, alpha_thre, early_stop_eps)
+            plan = skip_plan(*args, group=skip_group, skip_alpha=skip_alpha)
+            if plan is not None:
+                ri, tm, front = ri[~plan.empty], tm[~plan.empty], plan.front[~plan.empty]
+        keep = prune_candidates(field, o, d, ri, tm, step_size, alpha_thre, early_stop_eps, front)
         ray_idx.append(ri[keep] + start)
         t_mid.append(tm[keep])
     ray_idx, t_mid = torch.cat(ray_idx), torch.cat(t_mid)
