@@ -43,3 +43,55 @@ def test_custom_bbox_and_grid_indexing():
 def test_no_surface_gives_empty_mesh():
     verts, faces = extract_mesh(lambda x: x.norm(dim=-1) + 1.0, resolution=16)
     assert verts.shape == (0, 3) and faces.shape == (0, 3)
+
+
+def two_spheres(scale=1.0):
+    """A body-like union of a big and a small sphere, its slope ``scale`` (1: a true distance field)."""
+    a, b = sphere((0.1, -0.2, 0.05), 0.45), sphere((-0.3, 0.45, 0.2), 0.12)
+    return lambda x: scale * torch.minimum(a(x), b(x))
+
+
+@pytest.mark.parametrize("level", [0.0, 0.004])
+def test_reading_only_near_the_level_set_gives_the_same_mesh(level):
+    """The narrow band reads a fraction of the lattice (exactly at every crossed cell's corners) and the
+    mesh is the full lattice's, bit for bit, on a non-cubic box and a resolution not a multiple of 8."""
+    from humanref_cli.geometry.narrow_band import sample_near_level
+
+    bbox = ((-1.0, -0.9, -0.8), (1.0, 1.1, 0.9))
+    full = extract_mesh(two_spheres(), resolution=90, bbox=bbox, level=level, lipschitz=None)
+    band = extract_mesh(two_spheres(), resolution=90, bbox=bbox, level=level)
+    assert len(full[1]) > 1000
+    np.testing.assert_array_equal(full[0], band[0])
+    np.testing.assert_array_equal(full[1], band[1])
+    values, evaluated, repairs = sample_near_level(two_spheres(), 90, bbox, level)
+    exact = sample_grid(two_spheres(), 90, bbox)
+    assert evaluated < 0.35 and repairs == 0 and ((values > level) == (exact > level)).all()
+
+
+def test_a_field_steeper_than_assumed_is_followed_into_the_skipped_blocks():
+    """Slope 10 breaks the certificate (lipschitz 2): blocks the surface reaches are evaluated on
+    demand until no crossed cell has a skipped corner, and the mesh is still the full lattice's."""
+    from humanref_cli.geometry.narrow_band import sample_near_level
+
+    steep = two_spheres(scale=10.0)
+    full = extract_mesh(steep, resolution=64, lipschitz=None)
+    band = extract_mesh(steep, resolution=64)
+    np.testing.assert_array_equal(full[0], band[0])
+    np.testing.assert_array_equal(full[1], band[1])
+    # the centres alone certified blocks the surface crosses: the repair rounds did the work
+    bbox = ((-1.0,) * 3, (1.0,) * 3)
+    assert sample_near_level(steep, 64, bbox).repairs > 0
+    assert sample_near_level(steep, 64, bbox, lipschitz=20.0).repairs == 0  # a bound that holds
+
+
+def test_a_surface_between_certified_blocks_only_is_still_found():
+    """So steep (slope 100) that every block is certified: the crossed cells between blocks of
+    opposite sides start the repair, which finds the whole surface."""
+    from humanref_cli.geometry.narrow_band import sample_near_level
+
+    steep = two_spheres(scale=100.0)
+    full = extract_mesh(steep, resolution=48, lipschitz=None)
+    band = extract_mesh(steep, resolution=48)
+    assert len(full[1]) > 100
+    np.testing.assert_array_equal(full[1], band[1])
+    assert sample_near_level(steep, 48, ((-1.0,) * 3, (1.0,) * 3)).repairs > 0

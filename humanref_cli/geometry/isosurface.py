@@ -46,15 +46,23 @@ def extract_mesh(
     chunk: int = 262144,
     device: str | torch.device = "cpu",
     level: float = 0.0,
+    lipschitz: float | None = 2.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mesh of ``{x : sdf(x) = level}``: vertices ``(V, 3)`` float32 (world), faces ``(F, 3)`` int64.
 
     Faces are oriented with outward normals (``(v1 - v0) x (v2 - v0)`` points to positive SDF). Returns
-    empty arrays when the level set does not cross the lattice.
+    empty arrays when the level set does not cross the lattice. With ``lipschitz`` (a bound on the
+    SDF's slope) the lattice is read exactly only near the level set (:mod:`geometry.narrow_band`, the
+    same mesh); None reads every vertex.
     """
     from skimage.measure import marching_cubes
 
-    values = sample_grid(sdf_fn, resolution, bbox, chunk, device)
+    if lipschitz is None:
+        values = sample_grid(sdf_fn, resolution, bbox, chunk, device)
+    else:
+        from humanref_cli.geometry.narrow_band import sample_near_level
+
+        values = sample_near_level(sdf_fn, resolution, bbox, level, chunk, device, lipschitz=lipschitz).values
     if not (values.min() < level < values.max()):
         return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64)
     lo, hi = np.asarray(bbox[0], dtype=np.float64), np.asarray(bbox[1], dtype=np.float64)
