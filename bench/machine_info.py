@@ -7,15 +7,29 @@ import os
 import platform
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``): results that
+    depend on float kernels, such as the body fit, differ between CPUs (docs/decisions.md 4s)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_info() -> dict:
-    """Platform, processor, usable CPUs, torch version and threads, and the load average at the time
-    (numbers taken while other jobs run are upper bounds)."""
+    """Platform, processor and its model, usable CPUs, torch version and threads, and the load average at
+    the time (numbers taken while other jobs run are upper bounds)."""
     import torch
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "python": platform.python_version(),
         "cpus": cpus,
         "torch": torch.__version__,
