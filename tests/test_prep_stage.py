@@ -163,11 +163,9 @@ def test_body_fit_is_close_to_the_ground_truth_body(prepped, subject):
     ws, _ = prepped
     metrics = body_fit_error(ws.root / "prep", subject)
     print("body fit vs ground truth:", metrics)
-    if metrics["chamfer_cm"] > 1.5:
-        pytest.xfail(
-            f"body fit {metrics['chamfer_cm']:.2f} cm from the ground truth (goal 1.5 cm): not met yet"
-        )
-    assert metrics["chamfer_cm"] <= 1.5
+    # Seed 0 fits at 1.02 cm on an Intel Xeon and 1.13 on an AMD EPYC (mediapipe's and torch's kernels
+    # move the keypoints and the fit a little); over 48 subjects 31 are within the goal (decision 4q).
+    assert metrics["chamfer_cm"] <= 1.5, metrics
 
 
 def test_regions_agree_with_ground_truth_parsing(prepped, subject):
