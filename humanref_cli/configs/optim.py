@@ -56,7 +56,15 @@ class LossConfig:
         default=1000.0,
         metadata=_help(
             "Fallback without diffusion guidance only: MSE of the back view against the horizontally "
-            "mirrored reference colours (design.md §4). Not part of the method; 0 turns it off."
+            "mirrored reference colours (design.md §4; the face covered, `cover_back_face`). Not part of the "
+            "method; 0 turns it off."
+        ),
+    )
+    cover_back_face: bool = field(
+        default=True,
+        metadata=_help(
+            "Fallback only: in the back view's mirrored colours, cover the face with the colour of the top "
+            "of the head (the mirrored face would be painted onto the back of the head; decision 9b)."
         ),
     )
 

@@ -12,11 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from humanref_cli.train.data import PREP_FILES
+from humanref_cli.train.data import FACE_FILES, PREP_FILES
 from humanref_cli.workspace import Workspace
 
-OPTIONAL_PREP_FILES = ("regions.json", "prompt.txt")
-"""Read by the guidance when present: part of the key so a new prompt or parsing reruns the stage."""
+OPTIONAL_PREP_FILES = ("regions.json", "prompt.txt", *FACE_FILES)
+"""Read when present (by the guidance; the face files by the back view's fallback colours): part of the
+key so a new prompt, parsing or keypoints reruns the stage."""
 
 
 def prep_inputs(ws: Workspace) -> list[Path]:
@@ -105,7 +106,7 @@ def run_optim_stage(
         if guidance is None and gcfg.mode != "none":
             rt.warn(no_sd_warning(name))
         rt.seed_everything()
-        data = load_train_data(prep, cfg.loss_res, rt.device)
+        data = load_train_data(prep, cfg.loss_res, rt.device, cfg.loss.cover_back_face)
         resume = run.resume_checkpoint()
         field = make_field(rt.device, resume is None)
         warn_if_mesh_off_prior_grid(field, cfg.mesh_res, name, rt)

@@ -8,6 +8,7 @@ trivially perfect). The manifest gets a ``prep`` record as if the stage had run,
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -93,7 +94,9 @@ def prep_from_subject(
     save_npy(prep / "normal_back.npy", _resize(back, res, nearest=True))
     write_text(prep / "prompt.txt", "a photo of a person, high quality\n")
     parsing = _resize(read_png(gt / "parsing.png"), res, nearest=True)
+    write_png(prep / "parsing.png", parsing)
     write_json(prep / "regions.json", regions_from_parsing(parsing))
+    write_json(prep / "keypoints.json", _crop_keypoints(gt / "keypoints.json", res))
 
     mesh = trimesh.load(gt / "mesh.ply", process=False, force="mesh")
     body = trimesh.Trimesh(mesh.vertices - body_offset * mesh.vertex_normals, mesh.faces, process=False)
@@ -102,6 +105,15 @@ def prep_from_subject(
 
     record_prep(ws, f"synthetic {subject_dir.name}")
     return prep
+
+
+def _crop_keypoints(path: Path, res: int) -> dict:
+    """The subject's true landmarks in ``keypoints.json``'s layout (crop pixels ``u, v``, ``visibility``),
+    scaled to ``res``: the synthetic prep's crop is the whole subject image."""
+    gt = json.loads(Path(path).read_text())
+    k = res / gt["size"][0]
+    marks = [{"u": m["u"] * k, "v": m["v"] * k, "visibility": m["visibility"]} for m in gt["keypoints"]]
+    return {"source": "synthetic ground truth", "landmarks": marks}
 
 
 def record_prep(ws: Workspace, source: str) -> None:

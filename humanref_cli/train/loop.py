@@ -164,7 +164,8 @@ def train(field, occupancy, data: TrainData, cfg, rt, io: LoopIO, guidance=None)
     if guidance is None:
         rt.warn(
             "no diffusion guidance: the unseen side follows the body prior, the back normal map, the "
-            "mirrored silhouette and mirrored reference colours only (not Ref-SDS)"
+            "mirrored silhouette and mirrored reference colours (the face covered by the top of the head's "
+            "colour) only (not Ref-SDS)"
         )
 
     def checkpoint(next_step: int) -> None:
