@@ -198,7 +198,8 @@ def _refine(ws: Workspace, cfg, rt, run, key: str, resume: Path | None, guidance
     baked = torch.as_tensor(read_png(run.dir / "baked.png")[..., :3], dtype=torch.float32) / 255.0
     finest = pyramid_finest(cfg.texture_size, cfg.refine_res)
     texture = LearnableTexture(baked, finest, cfg.pyramid_levels).to(device)
-    data = load_train_data(ws.root / "prep", cfg.refine_res, device)
+    # the texture's fallback refines the front view only: no back-view colours to build
+    data = load_train_data(ws.root / "prep", cfg.refine_res, device, cover_back_face=False)
 
     def preview(tex: LearnableTexture, path: Path) -> None:
         write_png(
