@@ -163,3 +163,18 @@ def test_cache_readiness_follows_anny_cache_dir(tmp_path, monkeypatch):
     (tmp_path / "v14" / "build_model_data_0123.safetensors").write_bytes(b"x")
     assert anny_cache_ready()
     assert "3 minutes" in ANNY_FIRST_BUILD.format(path=tmp_path)
+
+
+def test_fit_params_hold_the_phenotype_above_its_lower_bounds():
+    """The fit may not give an adult photo a child's proportions (decision 4t): below its bound a
+    phenotype value is read as the bound and gets no gradient pulling it further down."""
+    p = BodyParams(phenotype={**{k: 0.5 for k in PHENOTYPES}, "age": 0.2, "weight": 1.3})
+    fit = BodyFitParams(p, dtype=torch.float64, phenotype_min={"age": 0.4})
+    bounded = dict(zip(PHENOTYPES, fit.bounded_phenotype().tolist(), strict=True))
+    assert bounded["age"] == 0.4 and bounded["weight"] == 1.0 and bounded["height"] == 0.5
+    assert fit.to_params().phenotype["age"] == pytest.approx(0.4)
+    fit.bounded_phenotype().sum().backward()
+    grad = dict(zip(PHENOTYPES, fit.phenotype.grad.tolist(), strict=True))
+    assert grad["age"] == 0.0 and grad["weight"] == 0.0 and grad["height"] == 1.0
+    free = BodyFitParams(p, dtype=torch.float64)  # no bounds: [0, 1] as before
+    assert free.to_params().phenotype["age"] == pytest.approx(0.2)

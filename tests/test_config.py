@@ -115,10 +115,21 @@ def test_prep_fit_settings_carry_every_fit_field():
     for i, name in enumerate(names):
         default = getattr(PrepConfig(), name)
         changed[name] = (not default) if isinstance(default, bool) else type(default)(i + 2)
+    changed["fit_min_age"] = 0.75  # a phenotype value: must stay in [0, 1]
     settings = FitSettings.from_prep(replace(PrepConfig(), min_visibility=0.25, **changed), seed=7)
     for name, value in changed.items():
         assert getattr(settings, name.removeprefix("fit_")) == value, name
     assert settings.min_visibility == 0.25 and settings.seed == 7
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5])
+def test_a_min_age_outside_the_phenotype_range_is_a_usage_error(value):
+    from humanref_cli.configs.prep import PrepConfig
+
+    with pytest.raises(UsageError, match="fit_min_age") as e:
+        PrepConfig(fit_min_age=value)
+    assert e.value.exit_code == 2
+    assert PrepConfig(fit_min_age=0.0).fit_min_age == 0.0  # children allowed
 
 
 def test_stage_meshes_are_taken_on_the_body_priors_grid():

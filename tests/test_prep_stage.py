@@ -261,3 +261,21 @@ def test_tiny_sam_and_segformer_through_the_stage(tmp_path, subject):
     assert result["models_used"]["parsing"] == rec["models"]["segformer_parser"]
     regions = json.loads((ws.root / "prep" / "regions.json").read_text())
     assert regions["source"] == "segformer"
+
+
+def test_the_fit_keeps_the_age_phenotype_above_its_bound(prepped, anny_body):
+    """``prep.fit_min_age`` bounds anny's age from below (decision 4t): a bound above the subject's
+    age is where the fit ends; without a bound a short fit stays near the rest body's 0.5."""
+    from humanref_cli.perception.bodyfit import FitSettings, fit_body
+
+    ws, _ = prepped
+    prep = ws.root / "prep"
+    marks = json.loads((prep / "keypoints.json").read_text())["landmarks"]
+    kp = np.array([[m["u"], m["v"]] for m in marks])
+    vis = np.array([m["visibility"] for m in marks])
+    mask = np.asarray(Image.open(prep / "mask.png")) > 127
+    ages = {}
+    for bound in (0.0, 0.9):
+        settings = FitSettings(steps_keypoints=5, steps_full=10, w_shade=0.0, min_age=bound)
+        ages[bound] = fit_body(anny_body, kp, vis, mask, settings).params.phenotype["age"]
+    assert ages[0.9] == pytest.approx(0.9) and ages[0.0] < 0.8, ages

@@ -89,6 +89,14 @@ class PrepConfig:
             "above brightens the leg swung forward; pairs of differently coloured legs are skipped; 0: off)."
         },
     )
+    fit_min_age: float = field(
+        default=0.4,
+        metadata={
+            "help": "Body fit: lowest value of anny's age phenotype (MakeHuman's scale: 0.1875 is 11 years, "
+            "0.5 is 25, 1 is 90); 0.4 (about 20 years) keeps an adult's proportions, which loose clothes "
+            "and hair otherwise pull towards a child's. 0 allows children (docs/decisions.md 4t)."
+        },
+    )
     fit_detector_offsets: bool = field(
         default=True,
         metadata={"help": "Body fit: move anny's landmarks to where mediapipe puts them (calibrated)."},
@@ -115,6 +123,8 @@ class PrepConfig:
             raise UsageError(f"prep.mask_refine_radius must be in (0, 0.2], got {self.mask_refine_radius}")
         if self.mask_refine_eps <= 0:
             raise UsageError(f"prep.mask_refine_eps must be > 0, got {self.mask_refine_eps}")
+        if not 0.0 <= self.fit_min_age <= 1.0:
+            raise UsageError(f"prep.fit_min_age must be in [0, 1], got {self.fit_min_age}")
         for name in ("fit_w_sil", "fit_w_pose", "fit_w_shape", "fit_w_dir", "fit_w_upright", "fit_w_shade"):
             if getattr(self, name) < 0:
                 raise UsageError(f"prep.{name} must be >= 0 (a weight), got {getattr(self, name)}")

@@ -199,13 +199,21 @@ class BodyParams:
 
 
 class BodyFitParams(torch.nn.Module):
-    """Trainable body parameters for fitting with Adam: ``phenotype (6,)`` (clamped to [0, 1] in
-    the forward pass), ``joint_rotvecs (J, 3)``, ``global_rotvec (3,)``, ``log_scale ()``,
-    ``translation (3,)``."""
+    """Trainable body parameters for fitting: ``phenotype (6,)`` (clamped to ``[phenotype_min, 1]`` in
+    the forward pass; ``phenotype_min`` maps :data:`PHENOTYPES` keys to lower bounds, default 0),
+    ``joint_rotvecs (J, 3)``, ``global_rotvec (3,)``, ``log_scale ()``, ``translation (3,)``."""
 
-    def __init__(self, params: BodyParams | None = None, device="cpu", dtype=torch.float32):
+    def __init__(
+        self,
+        params: BodyParams | None = None,
+        device="cpu",
+        dtype=torch.float32,
+        phenotype_min: dict[str, float] | None = None,
+    ):
         super().__init__()
         t = (params or BodyParams()).tensors(device, dtype)
+        low = [float((phenotype_min or {}).get(k, 0.0)) for k in PHENOTYPES]
+        self.register_buffer("phenotype_min", torch.tensor(low, device=device, dtype=dtype))
         self.phenotype = torch.nn.Parameter(t["phenotype"])
         self.joint_rotvecs = torch.nn.Parameter(t["joint_rotvecs"])
         self.global_rotvec = torch.nn.Parameter(t["global_rotvec"])
@@ -215,16 +223,20 @@ class BodyFitParams(torch.nn.Module):
     def forward(self, body: AnnyBody) -> BodyOutput:
         return body_forward(
             body,
-            self.phenotype,
+            self.bounded_phenotype(),
             self.joint_rotvecs,
             self.global_rotvec,
             self.log_scale.exp(),
             self.translation,
         )
 
+    def bounded_phenotype(self) -> torch.Tensor:
+        """``phenotype (6,)`` clamped to ``[phenotype_min, 1]`` (no gradient beyond a bound)."""
+        return torch.maximum(self.phenotype, self.phenotype_min).clamp(max=1.0)
+
     def to_params(self) -> BodyParams:
         rot = self.joint_rotvecs.detach().cpu().double()
-        pheno = self.phenotype.detach().cpu().clamp(0, 1)
+        pheno = self.bounded_phenotype().detach().cpu()
         return BodyParams(
             phenotype={k: float(v) for k, v in zip(PHENOTYPES, pheno, strict=True)},
             pose={b: rot[i].tolist() for i, b in enumerate(POSE_BONES) if bool(rot[i].abs().max() > 0)},

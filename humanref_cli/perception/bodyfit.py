@@ -68,7 +68,7 @@ from humanref_cli.perception.shading_cue import PAIR_SEGMENTS, LimbShading, load
 ANNY_ID = "embedded:anny-0.6.2"
 # Names the fit's objective and priors; part of prep's cache key, so a workspace prepped by an earlier
 # fit is fitted again. Change it with any change to the objective (the suffix is the decision's number).
-FIT_ID = "humanref-bodyfit-4n"
+FIT_ID = "humanref-bodyfit-4t"
 UNIT = 50.0  # loss units per world unit: 1 = 1% of the crop side
 # Knuckle landmarks map to approximate bones and the face points are tiny: trust them less.
 _LANDMARK_WEIGHT = np.ones(33, np.float32)
@@ -125,6 +125,7 @@ class FitSettings:
     w_dir: float = _PREP.fit_w_dir
     w_upright: float = _PREP.fit_w_upright
     w_shade: float = _PREP.fit_w_shade
+    min_age: float = _PREP.fit_min_age
     detector_offsets: bool = _PREP.fit_detector_offsets
     depth_calibration: bool = _PREP.fit_depth_calibration
     min_visibility: float = _PREP.min_visibility
@@ -144,6 +145,7 @@ class FitSettings:
             w_dir=cfg.fit_w_dir,
             w_upright=cfg.fit_w_upright,
             w_shade=cfg.fit_w_shade,
+            min_age=cfg.fit_min_age,
             detector_offsets=cfg.fit_detector_offsets,
             depth_calibration=cfg.fit_depth_calibration,
             min_visibility=cfg.min_visibility,
@@ -328,7 +330,7 @@ def fit_body(
             shade_cal,
         )
     start = init if init is not None else _initial_params(body, kp, conf, offsets)
-    fit = BodyFitParams(start, device=body.device, dtype=dtype)
+    fit = BodyFitParams(start, device=body.device, dtype=dtype, phenotype_min={"age": s.min_age})
     weights = {
         "keypoints": s.w_kp,
         "pose": s.w_pose,
