@@ -90,6 +90,7 @@ def test_the_back_view_target_is_the_covered_photo_mirrored(tmp_path):
 
     off = load_train_data(prep, 64, torch.device("cpu"), cover_back_face=False)
     assert torch.equal(off.reference(bg, back=True), front.flip(1))
+    assert off.premult_back is None and data.premult_back is not None  # nothing covered: no copy kept
     (prep / "keypoints.json").unlink()
     assert torch.equal(load_train_data(prep, 64, torch.device("cpu")).reference(bg, back=True), front.flip(1))
 

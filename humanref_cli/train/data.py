@@ -92,9 +92,11 @@ def load_train_data(
     mask = read_png(prep_dir / "mask.png").astype(np.float32)
     mask = (mask[..., 0] if mask.ndim == 3 else mask) / mask.max(initial=1.0)
     premult = rgba[..., :3] * mask[..., None]
-    back = rgba[..., :3]
+    covered = None  # None: the back view's colours are the photo's (``premult``), nothing to build
     if cover_back_face and all((prep_dir / name).exists() for name in FACE_FILES):
-        back, _ = cover_face(back, mask, read_png(prep_dir / "parsing.png"), *_keypoints(prep_dir))
+        back, covered = cover_face(
+            rgba[..., :3], mask, read_png(prep_dir / "parsing.png"), *_keypoints(prep_dir)
+        )
     normals = [np.load(prep_dir / f"normal_{side}.npy").astype(np.float32) for side in ("front", "back")]
 
     def t(a: np.ndarray) -> torch.Tensor:
@@ -107,7 +109,7 @@ def load_train_data(
         normal_back=t(_unit(_resize(normals[1], loss_res))),
         premult_full=t(premult),
         mask_full=t(mask),
-        premult_back=t(_resize(back * mask[..., None], loss_res)),
+        premult_back=None if covered is None else t(_resize(back * mask[..., None], loss_res)),
     )
 
 
