@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import struct
@@ -17,7 +18,7 @@ from humanref_cli.errors import UsageError
 from humanref_cli.perception.crop import crop_array, square_crop, uncrop_array
 from humanref_cli.perception.image import load_image
 from humanref_cli.perception.parsing import regions_from_lip
-from humanref_cli.perception.person import Person, select_person
+from humanref_cli.perception.person import ANKLES, Person, legs_visible, on_mask, select_person
 from humanref_cli.perception.silhouette import erode, finish_crop_mask, largest_component, mask_iou
 
 
@@ -169,6 +170,31 @@ def test_person_selection_rules():
         select_person([_fake_person(400, legs_visible=False)], "p.jpg", (1000, 1000))
     _, warnings = select_person([_fake_person(400, False)], "p.jpg", (1000, 1000), allow_partial=True)
     assert "partial" in warnings[0]
+
+
+def test_legs_guessed_off_the_persons_mask_are_not_seen():
+    """basketball2.png's nearer man, cut off at the hips: mediapipe puts a confident ankle below him,
+    off its own mask (2% of his height). Legs on the mask, or within 1% of the height of it, count."""
+    person = _fake_person(400)  # keypoints down the column u = 100, v = 10..410
+    mask = np.zeros((1000, 1000), np.float32)
+    mask[10:411, 95:106] = 1.0
+    on = dataclasses.replace(person, mask=mask)
+    assert legs_visible(on, (1000, 1000))
+    cut = mask.copy()
+    cut[340:] = 0.0  # the knee at v = 335 on the mask, the ankles at v = 347.5 and 360 8 and 20 px below
+    gone = dataclasses.replace(person, mask=cut)
+    assert on_mask(person.keypoints, cut, 4.0)[[26, *ANKLES]].tolist() == [True, False, False]
+    assert not legs_visible(gone, (1000, 1000))
+    near = mask.copy()
+    near[345:] = 0.0  # the ankle at v = 347.5 now 3 px off the mask: within 1% of 400 px
+    assert legs_visible(dataclasses.replace(person, mask=near), (1000, 1000))
+
+    with pytest.raises(UsageError, match="full-body") as err:
+        select_person([gone, on], "p.jpg", (1000, 1000))
+    assert "--person 1 (seen head to toe)" in err.value.hint
+    with pytest.raises(UsageError) as err:
+        select_person([gone], "p.jpg", (1000, 1000))
+    assert "--person" not in err.value.hint
 
 
 def test_two_people_largest_first(subject):

@@ -22,6 +22,10 @@ from humanref_cli.errors import UsageError
 MEDIAPIPE_ID = "embedded:mediapipe-pose-0.10.21"
 KNEES = (25, 26)
 ANKLES = (27, 28)
+# How far (a fraction of the person's height) a knee or ankle may sit off mediapipe's own mask and still
+# count as seen: 0 on every synthetic subject and real full-body photo tried; 0.020 for basketball2.png's
+# nearer man, cut off at the hips, whose legs mediapipe guesses below him (docs/decisions.md 4v).
+MASK_TOLERANCE = 0.01
 
 
 @dataclass(frozen=True)
@@ -205,14 +209,40 @@ def select_person(
             f"need {min_height_px:.0f})",
             hint="use a photo in which the person is larger, or crop the photo around them",
         )
-    ok = (person.visibility >= min_visibility) & in_frame(person.keypoints, size)
-    legs_visible = ok[list(KNEES)].any() and ok[list(ANKLES)].any()
-    if not legs_visible:
+    if not legs_visible(person, size, min_visibility):
         if not allow_partial:
+            others = [i for i, p in enumerate(people) if i != index and legs_visible(p, size, min_visibility)]
+            also = f", or --person {others[0]} (seen head to toe)" if others else ""
             raise UsageError(
                 f"the person in {image_name} is not fully visible (knees/feet are cut off or hidden); "
                 "a full-body photo is needed",
-                hint="use a head-to-toe photo, or pass --allow-partial to try anyway",
+                hint=f"use a head-to-toe photo, or pass --allow-partial to try anyway{also}",
             )
         warnings.append("knees/feet are not visible: fitting a partial body (--allow-partial)")
     return person, warnings
+
+
+def legs_visible(person: Person, size: tuple[int, int], min_visibility: float = 0.5) -> bool:
+    """A knee and an ankle are seen: visibility >= ``min_visibility``, inside the image and, when the
+    person has a segmentation mask, on it (:func:`on_mask`). mediapipe places the legs of a person cut
+    off at the hips below the body with visibility up to ~0.8; its own mask does not follow them there."""
+    ok = (person.visibility >= min_visibility) & in_frame(person.keypoints, size)
+    if person.mask is not None:
+        ok &= on_mask(person.keypoints, person.mask, MASK_TOLERANCE * person.height)
+    return bool(ok[list(KNEES)].any() and ok[list(ANKLES)].any())
+
+
+def on_mask(keypoints: np.ndarray, mask: np.ndarray, radius: float) -> np.ndarray:
+    """``(33,)`` bool: a pixel of ``mask (H, W)`` (probability > 0.5) lies within ``radius`` px of the
+    keypoint ``(u, v)`` (pixel centres at ``i + 0.5``). False for keypoints outside the image."""
+    h, w = mask.shape
+    r = int(np.ceil(radius))
+    out = np.zeros(len(keypoints), bool)
+    for i, (u, v) in enumerate(keypoints):
+        if not (0 <= u < w and 0 <= v < h):
+            continue
+        x0, y0 = max(int(u) - r, 0), max(int(v) - r, 0)
+        window = mask[y0 : int(v) + r + 1, x0 : int(u) + r + 1] > 0.5
+        ys, xs = np.nonzero(window)
+        out[i] = bool((((xs + x0 + 0.5 - u) ** 2 + (ys + y0 + 0.5 - v) ** 2) <= radius**2).any())
+    return out
