@@ -180,6 +180,10 @@ def test_repo_lock_pins_every_role():
     for spec in lock.models.values():
         assert spec.licence and spec.used_by and spec.size_mb > 0, spec.role
         assert all(s == "" or len(s) == 64 for s in spec.sha256.values())
+    # The URL roles are locked (docs/models.md): torchvision's file names carry their hash's first digits.
+    assert lock.spec("sam").locked and lock.spec("lpips").locked
+    assert lock.spec("lpips").sha256["vgg16-397923af.pth"].startswith("397923af")
+    assert lock.spec("sam").files[0].size == 2564550879
 
 
 def test_packaged_lock_is_identical_to_repo_lock():
