@@ -283,26 +283,11 @@ def _initial_params(
     return BodyParams(scale=s, translation=[tx, float(t[0]), float(t[1])])
 
 
-def fit_body(
-    body: AnnyBody,
-    keypoints_px: np.ndarray,
-    visibility: np.ndarray,
-    mask: np.ndarray,
-    settings: FitSettings = FitSettings(),
-    world: np.ndarray | None = None,
-    on_step: Callable[[int, dict[str, float]], None] | None = None,
-    limb_shading: LimbShading | None = None,
-    init: BodyParams | None = None,
-) -> FitResult:
-    """Fit anny to keypoints ``(33, 2)`` (crop pixels) with ``visibility (33,)``, the silhouette
-    ``mask (res, res)`` bool and optionally mediapipe's world landmarks ``world (33, 3)`` (metres,
-    x right, y down, z away from the camera) and the legs' shading measured in the crop
-    (:func:`shading_cue.limb_shading`). Starts from ``init`` (crop frame) when given, else from the
-    rest pose placed on the keypoints (:func:`_initial_params`); ``bench/bodyfit.py`` starts from the
-    truth to tell the objective's minimum from the optimiser's. Deterministic for given inputs."""
-    s = settings
+def _fit_targets(body, keypoints_px, visibility, mask, s, world, limb_shading):
+    """What the fit compares the body with, on the body's device and dtype: keypoints in the plane
+    ``(33, 2)``, their weights ``conf (33,)``, the silhouette target, mediapipe's world directions (or
+    None), the detector offsets, the depth and shading calibrations (None when off)."""
     res = mask.shape[0]
-    torch.manual_seed(s.seed)
     dtype = body.dtype
     kp = _to_plane(torch.as_tensor(keypoints_px, dtype=torch.float64), res).to(dtype)
     vis = torch.as_tensor(visibility, dtype=dtype)
@@ -329,8 +314,34 @@ def fit_body(
             torch.as_tensor(limb_shading.valid, dtype=dtype),
             shade_cal,
         )
+    return kp, conf, sil, world_t, offsets, depth_cal, shading
+
+
+def fit_body(
+    body: AnnyBody,
+    keypoints_px: np.ndarray,
+    visibility: np.ndarray,
+    mask: np.ndarray,
+    settings: FitSettings = FitSettings(),
+    world: np.ndarray | None = None,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+    limb_shading: LimbShading | None = None,
+    init: BodyParams | None = None,
+) -> FitResult:
+    """Fit anny to keypoints ``(33, 2)`` (crop pixels) with ``visibility (33,)``, the silhouette
+    ``mask (res, res)`` bool and optionally mediapipe's world landmarks ``world (33, 3)`` (metres,
+    x right, y down, z away from the camera) and the legs' shading measured in the crop
+    (:func:`shading_cue.limb_shading`). Starts from ``init`` (crop frame) when given, else from the
+    rest pose placed on the keypoints (:func:`_initial_params`); ``bench/bodyfit.py`` starts from the
+    truth to tell the objective's minimum from the optimiser's. Deterministic for given inputs."""
+    s = settings
+    res = mask.shape[0]
+    torch.manual_seed(s.seed)
+    kp, conf, sil, world_t, offsets, depth_cal, shading = _fit_targets(
+        body, keypoints_px, visibility, mask, s, world, limb_shading
+    )
     start = init if init is not None else _initial_params(body, kp, conf, offsets)
-    fit = BodyFitParams(start, device=body.device, dtype=dtype, phenotype_min={"age": s.min_age})
+    fit = BodyFitParams(start, device=body.device, dtype=body.dtype, phenotype_min={"age": s.min_age})
     weights = {
         "keypoints": s.w_kp,
         "pose": s.w_pose,

@@ -204,6 +204,30 @@ def _shade_chunked(field, x, x_perturb, sample_chunk: int, use_checkpoint: bool)
     return [torch.cat([o[i] for o in outs]) for i in range(n_out)]
 
 
+def _kept_samples(field, origins, dirs, march, alpha_thre, early_stop_eps, ray_chunk, skip_group):
+    """March ``ray_chunk`` rays at a time and keep the samples that survive pruning: ``ray_idx (S,)``
+    (sorted) and ``t_mid (S,)``. ``march`` is ``(step_size, max_samples, occ, stratified, generator)``;
+    the rest as in :func:`render_rays`. No gradients flow here (the kept samples are shaded later)."""
+    step_size, max_samples, occ, stratified, generator = march
+    ray_idx, t_mid = [], []
+    inv_std_now = float(field.inv_std().detach())
+    for start in range(0, len(origins), ray_chunk):
+        o, d = origins[start : start + ray_chunk], dirs[start : start + ray_chunk]
+        ri, tm = march_rays(o, d, step_size, max_samples, occ, field.cfg.bound, stratified, generator)
+        front = None
+        if skip_group > 1 and alpha_thre > 0:
+            # the certificate must sit below the pruning threshold for the kept samples to stay the same
+            skip_alpha = min(1e-6, alpha_thre)
+            args = (field.sdf, o, d, ri, tm, step_size, inv_std_now)
+            plan = skip_plan(*args, group=skip_group, skip_alpha=skip_alpha)
+            if plan is not None:
+                ri, tm, front = ri[~plan.empty], tm[~plan.empty], plan.front[~plan.empty]
+        keep = prune_candidates(field, o, d, ri, tm, step_size, alpha_thre, early_stop_eps, front)
+        ray_idx.append(ri[keep] + start)
+        t_mid.append(tm[keep])
+    return torch.cat(ray_idx), torch.cat(t_mid)
+
+
 def render_rays(
     field,
     origins: torch.Tensor,
@@ -259,24 +283,10 @@ def render_rays(
     sample_chunk = sample_chunk or chunks.sample_chunk
     checkpoint_above = chunks.checkpoint_above if checkpoint_above is None else checkpoint_above
     perturb = perturb_std is not None and torch.is_grad_enabled()
-    bound = field.cfg.bound
-    ray_idx, t_mid = [], []
-    inv_std_now = float(field.inv_std().detach())
-    for start in range(0, n_rays, ray_chunk):
-        o, d = origins[start : start + ray_chunk], dirs[start : start + ray_chunk]
-        ri, tm = march_rays(o, d, step_size, max_samples, occ, bound, stratified, generator)
-        front = None
-        if skip_group > 1 and alpha_thre > 0:
-            # the certificate must sit below the pruning threshold for the kept samples to stay the same
-            skip_alpha = min(1e-6, alpha_thre)
-            args = (field.sdf, o, d, ri, tm, step_size, inv_std_now)
-            plan = skip_plan(*args, group=skip_group, skip_alpha=skip_alpha)
-            if plan is not None:
-                ri, tm, front = ri[~plan.empty], tm[~plan.empty], plan.front[~plan.empty]
-        keep = prune_candidates(field, o, d, ri, tm, step_size, alpha_thre, early_stop_eps, front)
-        ray_idx.append(ri[keep] + start)
-        t_mid.append(tm[keep])
-    ray_idx, t_mid = torch.cat(ray_idx), torch.cat(t_mid)
+    march = (step_size, max_samples, occ, stratified, generator)
+    ray_idx, t_mid = _kept_samples(
+        field, origins, dirs, march, alpha_thre, early_stop_eps, ray_chunk, skip_group
+    )
 
     x = origins[ray_idx] + dirs[ray_idx] * t_mid[:, None]
     x_perturb = None
