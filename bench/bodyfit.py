@@ -8,7 +8,15 @@ truth-started fit walks away, the objective's minimum is not the truth and no op
 
     python bench/bodyfit.py --seeds 0-23        # ~20 s a new subject, ~30 s a seed to refit twice
 
-Prints a table and writes bench/results/bodyfit.json.
+A variant of the fit is measured with ``--set`` (prep's ``fit_*`` keys, as ``humanref prep --set``; the
+preps themselves are made once with the defaults, so variants share them), ``--fit-seed`` (the fit's
+own seed: the silhouette's boundary samples) and ``--rest-only`` (skip the truth-started fit); one
+thread with ``--threads 1`` runs two harnesses side by side (results differ from two threads in the
+last digits, docs/decisions.md 4s). Rounds 15–16 compared variants this way (decisions 4r–4w):
+
+    python bench/bodyfit.py --seeds 0-23 --rest-only --set fit_steps_full=200 --out /tmp/steps200.json
+
+Prints a table and writes bench/results/bodyfit.json (or ``--out``), with the settings it ran.
 """
 
 from __future__ import annotations
@@ -41,13 +49,13 @@ def truth_in_crop(gt_cam: dict, crop_cam: dict):
     return p
 
 
-def refit(body, subject: Path, init) -> float:
-    """Aligned Chamfer (cm) of the fit re-run from ``subject/ws/prep`` (from ``init`` when given)."""
+def refit(body, subject: Path, init, settings) -> float:
+    """Aligned Chamfer (cm) of the fit with ``settings`` (``FitSettings``) re-run from
+    ``subject/ws/prep`` (from ``init`` when given)."""
     from PIL import Image
 
-    from humanref_cli.configs.prep import PrepConfig
     from humanref_cli.eval.body_fit import crop_body_error
-    from humanref_cli.perception.bodyfit import FitSettings, fit_body
+    from humanref_cli.perception.bodyfit import fit_body
     from humanref_cli.perception.shading_cue import limb_shading
 
     prep = subject / "ws" / "prep"
@@ -57,7 +65,6 @@ def refit(body, subject: Path, init) -> float:
     world = None if kj["world_m"] is None else np.array(kj["world_m"])
     rgba = np.asarray(Image.open(prep / "image.png"))
     rgb, mask = rgba[..., :3], rgba[..., 3] > 127
-    settings = FitSettings.from_prep(PrepConfig(), seed=0)
     shading = limb_shading(rgb, mask, kp, vis) if settings.w_shade > 0 else None
     fit = fit_body(body, kp, vis, mask, settings, world=world, limb_shading=shading, init=init)
     return crop_body_error(fit.vertices, fit.faces, prep, subject)["chamfer_cm"]
@@ -68,17 +75,32 @@ def main() -> None:
     ap.add_argument("--seeds", type=seeds, default=seeds("0-7"), help="e.g. 0-7 or 0,3,5-9")
     ap.add_argument("--work", type=Path, default=Path("/tmp/humanref-bench-bodyfit"))
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "bodyfit.json")
+    ap.add_argument("--set", dest="sets", action="append", default=[], help="a prep fit_* key=value")
+    ap.add_argument("--fit-seed", type=int, default=0, help="the fit's seed (prep uses 0)")
+    ap.add_argument("--rest-only", action="store_true", help="skip the fit started at the truth")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     a = ap.parse_args()
 
+    import torch
+
     from humanref_cli.configs.stage_configs import resolve_config
+    from humanref_cli.errors import UsageError
     from humanref_cli.geometry.anny_body import load_anny
+    from humanref_cli.perception.bodyfit import FitSettings
     from humanref_cli.runtime import Runtime
     from humanref_cli.stages.prep import run_prep
     from humanref_cli.synth.subject import make_subject
     from humanref_cli.workspace import Workspace
 
+    if a.threads:
+        torch.set_num_threads(a.threads)
     body = load_anny(on_first_build=print)
     cfg = resolve_config("prep", "cpu", [], None)
+    try:
+        settings = FitSettings.from_prep(resolve_config("prep", "cpu", a.sets, None), seed=a.fit_seed)
+    except UsageError as err:
+        ap.error(f"--set: {err}")
+    starts = ("rest_start_cm",) if a.rest_only else ("rest_start_cm", "truth_start_cm")
     rows = []
     for seed in a.seeds:
         subject = a.work / f"s{seed}"
@@ -89,29 +111,28 @@ def main() -> None:
             )
         gt_cam = json.loads((subject / "gt" / "camera.json").read_text())
         crop_cam = json.loads((subject / "ws" / "prep" / "camera.json").read_text())
-        row = {
-            "seed": seed,
-            "pose": gt_cam["pose_style"],
-            "rest_start_cm": round(refit(body, subject, None), 3),
-            "truth_start_cm": round(refit(body, subject, truth_in_crop(gt_cam, crop_cam)), 3),
-        }
+        row = {"seed": seed, "pose": gt_cam["pose_style"]}
+        for key in starts:
+            init = truth_in_crop(gt_cam, crop_cam) if key == "truth_start_cm" else None
+            row[key] = round(refit(body, subject, init, settings), 3)
         rows.append(row)
-        print(
-            f"seed {seed:3d} {row['pose']:13s} from rest {row['rest_start_cm']:.3f} cm   "
-            f"from the truth {row['truth_start_cm']:.3f} cm",
-            flush=True,
-        )
-    summary = {"benchmark": "bodyfit", "machine": machine_info(), "rows": rows, "goal_cm": 1.5}
-    for key in ("rest_start_cm", "truth_start_cm"):
+        truth = f"   from the truth {row['truth_start_cm']:.3f} cm" if "truth_start_cm" in row else ""
+        print(f"seed {seed:3d} {row['pose']:13s} from rest {row['rest_start_cm']:.3f} cm{truth}", flush=True)
+    summary = {
+        "benchmark": "bodyfit",
+        "machine": machine_info(),
+        "settings": {"set": a.sets, "fit_seed": a.fit_seed, "threads": torch.get_num_threads()},
+        "rows": rows,
+        "goal_cm": 1.5,
+    }
+    for key in starts:
         vals = [r[key] for r in rows]
         summary[f"mean_{key}"] = round(float(np.mean(vals)), 3)
         summary[f"within_goal_{key}"] = sum(v <= 1.5 for v in vals)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(summary, indent=2) + "\n")
-    print(
-        f"mean from rest {summary['mean_rest_start_cm']} cm, "
-        f"from the truth {summary['mean_truth_start_cm']} cm -> {a.out}"
-    )
+    means = ", ".join(f"{k.removesuffix('_cm').replace('_', ' ')} {summary['mean_' + k]} cm" for k in starts)
+    print(f"mean {means} -> {a.out}")
 
 
 if __name__ == "__main__":
