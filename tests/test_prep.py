@@ -188,6 +188,10 @@ def test_legs_guessed_off_the_persons_mask_are_not_seen():
     near = mask.copy()
     near[345:] = 0.0  # the ankle at v = 347.5 now 3 px off the mask: within 1% of 400 px
     assert legs_visible(dataclasses.replace(person, mask=near), (1000, 1000))
+    small = _fake_person(40)  # 1% of 40 px is 0.4 px: a landmark on a mask pixel's corner still counts
+    tiny_mask = np.zeros((1000, 1000), np.float32)
+    tiny_mask[10:51, 100] = 1.0  # the column of pixels whose left edges the landmarks (u = 100) sit on
+    assert legs_visible(dataclasses.replace(small, mask=tiny_mask), (1000, 1000))
 
     with pytest.raises(UsageError, match="full-body") as err:
         select_person([gone, on], "p.jpg", (1000, 1000))

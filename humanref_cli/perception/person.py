@@ -228,7 +228,8 @@ def legs_visible(person: Person, size: tuple[int, int], min_visibility: float = 
     off at the hips below the body with visibility up to ~0.8; its own mask does not follow them there."""
     ok = (person.visibility >= min_visibility) & in_frame(person.keypoints, size)
     if person.mask is not None:
-        ok &= on_mask(person.keypoints, person.mask, MASK_TOLERANCE * person.height)
+        # at least a pixel: a landmark inside a mask pixel is within 0.71 px of its centre
+        ok &= on_mask(person.keypoints, person.mask, max(MASK_TOLERANCE * person.height, 1.0))
     return bool(ok[list(KNEES)].any() and ok[list(ANKLES)].any())
 
 
