@@ -173,6 +173,20 @@ def test_chunked_equals_unchunked_with_gradients():
         torch.testing.assert_close(a, b, atol=1e-4 * float(b.abs().max()), rtol=1e-4)  # summation order
 
 
+def test_occupied_reads_the_cell_of_each_point():
+    """``occupied`` against a per-point loop: the cell ``floor((x + bound) / cell)``, False outside."""
+    occ = OccupancyGrid(resolution=8)
+    torch.manual_seed(0)
+    occ.binary.copy_(torch.rand(8, 8, 8) > 0.5)
+    x = torch.rand(50, 7, 3) * 2.6 - 1.3  # about a third of the points outside the box
+    got = occ.occupied(x)
+    assert got.shape == (50, 7)
+    for p, g in zip(x.reshape(-1, 3).tolist(), got.reshape(-1).tolist(), strict=True):
+        ijk = [int((c + 1.0) // 0.25) for c in p]
+        expected = all(0 <= i < 8 for i in ijk) and bool(occ.binary[ijk[0], ijk[1], ijk[2]])
+        assert g == expected
+
+
 def test_occupancy_grid_skips_empty_space_without_changing_the_render():
     field = SphereField(centre=(0.0, 0.0, 0.0), radius=0.4, inv_std=20.0)
     occ = OccupancyGrid()  # 32^3, the released resolution
