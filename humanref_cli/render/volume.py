@@ -204,11 +204,24 @@ def _shade_chunked(field, x, x_perturb, sample_chunk: int, use_checkpoint: bool)
     return [torch.cat([o[i] for o in outs]) for i in range(n_out)]
 
 
-def _kept_samples(field, origins, dirs, march, alpha_thre, early_stop_eps, ray_chunk, skip_group):
+def _kept_samples(
+    field,
+    origins,
+    dirs,
+    *,
+    step_size,
+    max_samples,
+    occ,
+    stratified,
+    generator,
+    alpha_thre,
+    early_stop_eps,
+    ray_chunk,
+    skip_group,
+):
     """March ``ray_chunk`` rays at a time and keep the samples that survive pruning: ``ray_idx (S,)``
-    (sorted) and ``t_mid (S,)``. ``march`` is ``(step_size, max_samples, occ, stratified, generator)``;
-    the rest as in :func:`render_rays`. No gradients flow here (the kept samples are shaded later)."""
-    step_size, max_samples, occ, stratified, generator = march
+    (sorted) and ``t_mid (S,)``; arguments as in :func:`render_rays`. No gradients flow here (the kept
+    samples are shaded later)."""
     ray_idx, t_mid = [], []
     inv_std_now = float(field.inv_std().detach())
     for start in range(0, len(origins), ray_chunk):
@@ -283,9 +296,19 @@ def render_rays(
     sample_chunk = sample_chunk or chunks.sample_chunk
     checkpoint_above = chunks.checkpoint_above if checkpoint_above is None else checkpoint_above
     perturb = perturb_std is not None and torch.is_grad_enabled()
-    march = (step_size, max_samples, occ, stratified, generator)
     ray_idx, t_mid = _kept_samples(
-        field, origins, dirs, march, alpha_thre, early_stop_eps, ray_chunk, skip_group
+        field,
+        origins,
+        dirs,
+        step_size=step_size,
+        max_samples=max_samples,
+        occ=occ,
+        stratified=stratified,
+        generator=generator,
+        alpha_thre=alpha_thre,
+        early_stop_eps=early_stop_eps,
+        ray_chunk=ray_chunk,
+        skip_group=skip_group,
     )
 
     x = origins[ray_idx] + dirs[ray_idx] * t_mid[:, None]
