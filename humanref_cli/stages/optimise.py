@@ -106,7 +106,9 @@ def run_optim_stage(
         if guidance is None and gcfg.mode != "none":
             rt.warn(no_sd_warning(name))
         rt.seed_everything()
-        data = load_train_data(prep, cfg.loss_res, rt.device, cfg.loss.cover_back_face)
+        # the covered back-view colours serve only the fallback's back-view colour term
+        back_colours = guidance is None and cfg.loss.lambda_back_rgb > 0
+        data = load_train_data(prep, cfg.loss_res, rt.device, cfg.loss.cover_back_face and back_colours)
         resume = run.resume_checkpoint()
         field = make_field(rt.device, resume is None)
         warn_if_mesh_off_prior_grid(field, cfg.mesh_res, name, rt)
