@@ -108,8 +108,9 @@ def test_landmark_frames_move_with_their_bone(body):
 def test_direction_term_tells_a_forward_arm_from_a_backward_one(body):
     """Zero at the pose mediapipe's world landmarks describe, large for the arm swung the other way."""
     from humanref_cli.geometry.anny_body import BodyFitParams, BodyParams, forward_params
-    from humanref_cli.perception.bodyfit import FitSettings, _to_plane, fit_losses
+    from humanref_cli.perception.bodyfit import FitSettings, fit_losses
     from humanref_cli.perception.depth_calibration import mediapipe_world_to_axes
+    from humanref_cli.perception.fit_silhouette import pixels_to_plane
 
     forward = BodyParams(pose={"upperarm01.L": [-0.8, 0.0, 0.0]})
     backward = BodyParams(pose={"upperarm01.L": [0.8, 0.0, 0.0]})
@@ -118,7 +119,7 @@ def test_direction_term_tells_a_forward_arm_from_a_backward_one(body):
     # mediapipe's world axes: x right (world y), y down (-z), z away from the camera (-x)
     world = torch.stack([truth.landmarks[:, 1], -truth.landmarks[:, 2], -truth.landmarks[:, 0]], -1)
     world_axes = mediapipe_world_to_axes(world)
-    keypoints = _to_plane(torch.as_tensor(np.asarray(project_front(truth.landmarks.numpy(), 512))), 512)
+    keypoints = pixels_to_plane(torch.as_tensor(np.asarray(project_front(truth.landmarks.numpy(), 512))), 512)
     conf = truth.landmark_valid.double()
     terms = {}
     for name, params in (("forward", forward), ("backward", backward)):

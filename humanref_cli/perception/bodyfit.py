@@ -18,20 +18,19 @@ order one and the prior weights mean the same at any resolution), minimised with
       + w_upright 100 r_y²                                               no lean towards the camera
 
 ``J_i`` are anny's landmarks moved to where mediapipe puts them (:func:`detector_landmarks`, offsets
-calibrated by ``bench/calibrate_landmarks.py``). ``D_out`` is the distance transform of the outside
-of the mask (0 inside), ``b`` sampled points of the mask's boundary. The front view alone cannot tell
-an arm raised forward from one raised backward, nor which leg strides forward: for the limb segments
-and the shoulder and hip lines ``s = (a, b)``, ``d̂_s`` is the fitted unit direction and ``ŵ_s`` the
-one of mediapipe's metric world landmarks; only their depth components (``x``, towards the camera)
-are compared, since the keypoints already fix the rest. mediapipe's depth is better for some segments
-than for others: ``a_s, b_s`` and the weights ``ω_s ∝ 1/σ_s²`` are calibrated against the truth on
-synthetic subjects (:mod:`depth_calibration`; ``a = 1, b = 0, ω = 1`` without it). mediapipe's thighs
+calibrated by ``bench/calibrate_landmarks.py``). ``D_out`` is the distance transform of the outside of
+the mask (0 inside), ``b`` sampled points of the mask's boundary (:mod:`fit_silhouette`). The front view
+alone cannot tell an arm raised forward from one raised backward, nor which leg strides forward: for the
+limb segments and the shoulder and hip lines ``s = (a, b)``, ``d̂_s`` is the fitted unit direction and
+``ŵ_s`` the one of mediapipe's metric world landmarks; only their depth components (``x``, towards the
+camera) are compared, since the keypoints already fix the rest. mediapipe's depth is better for some
+segments than for others: ``a_s, b_s`` and the weights ``ω_s ∝ 1/σ_s²`` are calibrated against the truth
+on synthetic subjects (:mod:`depth_calibration`; ``a = 1, b = 0, ω = 1`` without it). mediapipe's thighs
 are no better than chance, so a stride is read from the photo's shading instead: ``m_p`` compares the
-brightness of the left and right thigh (shin), ``P`` counts the pairs measured (:mod:`shading_cue`;
-the pairs whose two limbs differ in colour are left out); weighted by the calibration's residual ``σ_p``,
-as the direction term is with ``σ ≈ 0.1`` (``100 = 0.1⁻²``). ``r_y`` is the
-global rotation about the image's horizontal axis (a lean towards or away from the camera, also
-invisible from the front).
+brightness of the left and right thigh (shin), ``P`` counts the pairs measured (:mod:`shading_cue`; the
+pairs whose two limbs differ in colour are left out); weighted by the calibration's residual ``σ_p``, as
+the direction term is with ``σ ≈ 0.1`` (``100 = 0.1⁻²``). ``r_y`` is the global rotation about the
+image's horizontal axis (a lean towards or away from the camera, also invisible from the front).
 
 A first phase fits the global transform and the pose to the keypoints alone; the second adds the
 silhouette and frees the phenotype. Both run L-BFGS with a strong-Wolfe line search; a step count is
@@ -62,6 +61,7 @@ from humanref_cli.perception.depth_calibration import (
     mediapipe_world_to_axes,
     segment_depth,
 )
+from humanref_cli.perception.fit_silhouette import SilhouetteTarget, pixels_to_plane, plane_to_pixels
 from humanref_cli.perception.landmark_offsets import detector_landmarks, detector_offsets
 from humanref_cli.perception.shading_cue import PAIR_SEGMENTS, LimbShading, load_shading_calibration
 
@@ -169,45 +169,6 @@ class FitResult:
     losses: dict[str, float]
 
 
-def project(points: torch.Tensor, res: int) -> torch.Tensor:
-    """World points ``(N, 3)`` -> crop pixels ``(N, 2)`` under the front orthographic camera."""
-    return torch.stack([(points[:, 1] + 1) * res / 2, (1 - points[:, 2]) * res / 2], dim=-1)
-
-
-def _to_plane(px: torch.Tensor, res: int) -> torch.Tensor:
-    """Crop pixels ``(N, 2)`` -> camera-plane coordinates ``(N, 2)`` = world (y, z)."""
-    return torch.stack([px[:, 0] * 2 / res - 1, 1 - px[:, 1] * 2 / res], dim=-1)
-
-
-class SilhouetteTarget:
-    """Precomputed silhouette terms: the outside distance field and boundary samples, world units."""
-
-    def __init__(self, mask: np.ndarray, samples: int, seed: int):
-        import cv2
-        from scipy import ndimage
-
-        res = mask.shape[0]
-        self.res = res
-        dt = ndimage.distance_transform_edt(~mask).astype(np.float32) * (2.0 / res) * UNIT
-        self.dt_out = torch.from_numpy(dt)[None, None]  # (1, 1, H, W)
-        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-        boundary = np.concatenate([c[:, 0, :] for c in contours], 0).astype(np.float32) + 0.5  # (B, 2) u, v
-        rng = np.random.default_rng(seed)
-        if len(boundary) > samples:
-            boundary = boundary[rng.choice(len(boundary), samples, replace=False)]
-        self.boundary = _to_plane(torch.from_numpy(boundary), res) * UNIT  # (B, 2)
-
-    def inside(self, plane: torch.Tensor) -> torch.Tensor:
-        """Mean squared outside-distance of projected points ``(N, 2)`` (plane coords)."""
-        grid = torch.stack([plane[:, 0], -plane[:, 1]], -1)[None, None]  # grid_sample: x right, y down
-        d = F.grid_sample(self.dt_out.to(plane.dtype), grid, align_corners=False, padding_mode="border")
-        return d.square().mean()
-
-    def cover(self, plane: torch.Tensor) -> torch.Tensor:
-        """Mean squared distance from each boundary sample to its nearest projected point."""
-        return torch.cdist(self.boundary.to(plane.dtype), plane * UNIT).min(dim=1).values.square().mean()
-
-
 def fit_losses(
     fit: BodyFitParams,
     body: AnnyBody,
@@ -289,14 +250,14 @@ def _fit_targets(body, keypoints_px, visibility, mask, s, world, limb_shading):
     None), the detector offsets, the depth and shading calibrations (None when off)."""
     res = mask.shape[0]
     dtype = body.dtype
-    kp = _to_plane(torch.as_tensor(keypoints_px, dtype=torch.float64), res).to(dtype)
+    kp = pixels_to_plane(torch.as_tensor(keypoints_px, dtype=torch.float64), res).to(dtype)
     vis = torch.as_tensor(visibility, dtype=dtype)
     conf = torch.where(vis >= s.min_visibility, vis, torch.zeros_like(vis)) * torch.from_numpy(
         _LANDMARK_WEIGHT
     ).to(dtype)
     if float((conf > 0).sum()) < 4:
         conf = vis * torch.from_numpy(_LANDMARK_WEIGHT).to(dtype)  # too few confident points: use them all
-    sil = SilhouetteTarget(mask, s.boundary_samples, s.seed)
+    sil = SilhouetteTarget(mask, s.boundary_samples, s.seed, UNIT)
     world_t = None
     if world is not None and s.w_dir > 0:
         world_t = mediapipe_world_to_axes(torch.as_tensor(np.asarray(world), dtype=dtype))
@@ -407,7 +368,7 @@ def _finish(body, fit, kp, conf, mask, losses, offsets) -> FitResult:
     vertices = out.vertices.detach().cpu().numpy()
     faces = body.faces.cpu().numpy()
     landmarks = detector_landmarks(out, offsets)
-    landmarks_px = project(landmarks.detach(), res).cpu().numpy()
+    landmarks_px = plane_to_pixels(landmarks.detach(), res).cpu().numpy()
     used = ((conf > 0) & out.landmark_valid).cpu().numpy()
     k = kp.double().cpu().numpy()
     target_px = np.stack([(k[:, 0] + 1) * res / 2, (1 - k[:, 1]) * res / 2], -1)
