@@ -10,7 +10,8 @@ truth-started fit walks away, the objective's minimum is not the truth and no op
 
 A variant of the fit is measured with ``--set`` (prep's ``fit_*`` keys, as ``humanref prep --set``; the
 preps themselves are made once with the defaults, so variants share them), ``--fit-seed`` (the fit's
-own seed: the silhouette's boundary samples) and ``--rest-only`` (skip the truth-started fit); one
+own seed: the silhouette's boundary samples) and ``--rest-only`` (skip the truth-started fit);
+``--parts`` adds each body part's signed depth error and in-plane error (decisions 4x); one
 thread with ``--threads 1`` runs two harnesses side by side (results differ from two threads in the
 last digits, docs/decisions.md 4s). Rounds 15–16 compared variants this way (decisions 4r–4w):
 
@@ -49,9 +50,59 @@ def truth_in_crop(gt_cam: dict, crop_cam: dict):
     return p
 
 
-def refit(body, subject: Path, init, settings) -> float:
+# Body parts of ``--parts``, by the name of the bone that weighs most on a vertex (first prefix wins).
+PARTS = {
+    "upperarm": "upper arm", "lowerarm": "forearm", "wrist": "hand", "finger": "hand", "metacarpal": "hand",
+    "upperleg": "thigh", "lowerleg": "shin", "foot": "foot", "toe": "foot",
+    "spine01": "hips", "spine02": "hips", "pelvis": "hips", "root": "hips",
+    "spine": "chest", "clavicle": "chest", "breast": "chest", "shoulder": "chest",
+}  # fmt: skip
+
+
+def part_groups(body) -> np.ndarray:
+    """``(V,)`` part name of each anny vertex: ``"<limb> L|R"``, ``"hips"``, ``"chest"`` or ``"head"``
+    (the head, the neck and the face: everything :data:`PARTS` does not name)."""
+    w = body.model.vertex_bone_weights.detach().cpu().numpy()
+    idx = body.model.vertex_bone_indices.detach().cpu().numpy()
+    bone = {i: b for b, i in body.bone_index.items()}
+    heaviest = idx[np.arange(len(idx)), w.argmax(1)]
+    names = []
+    for b in (bone[int(i)] for i in heaviest):
+        part = next((v for k, v in PARTS.items() if b.startswith(k)), "head")
+        names.append(
+            f"{part} {b[-1]}" if b[-2:] in (".L", ".R") and part not in ("hips", "chest", "head") else part
+        )
+    return np.array(names)
+
+
+def part_errors(vertices, faces, prep: Path, subject: Path, groups: np.ndarray) -> dict[str, list[float]]:
+    """Per part, ``[signed depth error, in-plane error]`` (cm, subject scaled to 1.75 m) of the fitted
+    ``vertices (V, 3)`` against the truth's same vertices (both are anny meshes), the depth aligned as
+    the Chamfer is (the surfaces' mean depths, ``eval.metrics.align_depth``); ``+`` is in front of the
+    truth (towards the camera)."""
+    import trimesh
+
+    from humanref_cli.eval.body_fit import crop_to_subject_world
+    from humanref_cli.eval.metrics import align_depth
+
+    cam = json.loads((prep / "camera.json").read_text())
+    gt_cam = json.loads((subject / "gt" / "camera.json").read_text())
+    gt = trimesh.load(subject / "gt" / "mesh.ply", process=False, force="mesh")
+    gv = np.asarray(gt.vertices)
+    v = crop_to_subject_world(np.asarray(vertices), cam["crop_box_photo"], int(gt_cam["size"][0]))
+    v = align_depth(v, np.asarray(faces), gv, np.asarray(gt.faces))
+    d = (v - gv) * 175.0 / (gv[:, 2].max() - gv[:, 2].min())
+    plane = np.linalg.norm(d[:, 1:], axis=1)
+    return {
+        g: [round(float(d[groups == g, 0].mean()), 1), round(float(plane[groups == g].mean()), 1)]
+        for g in sorted(set(groups))
+    }
+
+
+def refit(body, subject: Path, init, settings, groups=None):
     """Aligned Chamfer (cm) of the fit with ``settings`` (``FitSettings``) re-run from
-    ``subject/ws/prep`` (from ``init`` when given)."""
+    ``subject/ws/prep`` (from ``init`` when given); with ``groups`` (:func:`part_groups`), also the
+    per-part errors of :func:`part_errors`."""
     from PIL import Image
 
     from humanref_cli.eval.body_fit import crop_body_error
@@ -67,7 +118,10 @@ def refit(body, subject: Path, init, settings) -> float:
     rgb, mask = rgba[..., :3], rgba[..., 3] > 127
     shading = limb_shading(rgb, mask, kp, vis) if settings.w_shade > 0 else None
     fit = fit_body(body, kp, vis, mask, settings, world=world, limb_shading=shading, init=init)
-    return crop_body_error(fit.vertices, fit.faces, prep, subject)["chamfer_cm"]
+    chamfer = crop_body_error(fit.vertices, fit.faces, prep, subject)["chamfer_cm"]
+    if groups is None:
+        return chamfer
+    return chamfer, part_errors(fit.vertices, fit.faces, prep, subject, groups)
 
 
 def main() -> None:
@@ -79,6 +133,7 @@ def main() -> None:
     ap.add_argument("--fit-seed", type=int, default=0, help="the fit's seed (prep uses 0)")
     ap.add_argument("--rest-only", action="store_true", help="skip the fit started at the truth")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--parts", action="store_true", help="also each body part's depth and in-plane error")
     a = ap.parse_args()
 
     import torch
@@ -100,6 +155,7 @@ def main() -> None:
         settings = FitSettings.from_prep(resolve_config("prep", "cpu", a.sets, None), seed=a.fit_seed)
     except UsageError as err:
         ap.error(f"--set: {err}")
+    groups = part_groups(body) if a.parts else None
     starts = ("rest_start_cm",) if a.rest_only else ("rest_start_cm", "truth_start_cm")
     rows = []
     for seed in a.seeds:
@@ -114,10 +170,17 @@ def main() -> None:
         row = {"seed": seed, "pose": gt_cam["pose_style"]}
         for key in starts:
             init = truth_in_crop(gt_cam, crop_cam) if key == "truth_start_cm" else None
-            row[key] = round(refit(body, subject, init, settings), 3)
+            if a.parts:
+                chamfer, row[key.replace("_cm", "_parts")] = refit(body, subject, init, settings, groups)
+            else:
+                chamfer = refit(body, subject, init, settings)
+            row[key] = round(chamfer, 3)
         rows.append(row)
         truth = f"   from the truth {row['truth_start_cm']:.3f} cm" if "truth_start_cm" in row else ""
         print(f"seed {seed:3d} {row['pose']:13s} from rest {row['rest_start_cm']:.3f} cm{truth}", flush=True)
+        if a.parts:
+            limbs = "  ".join(f"{g} {d:+.1f}/{p:.1f}" for g, (d, p) in row["rest_start_parts"].items())
+            print(f"    depth/plane cm: {limbs}", flush=True)
     summary = {
         "benchmark": "bodyfit",
         "machine": machine_info(),
@@ -130,7 +193,10 @@ def main() -> None:
         summary[f"mean_{key}"] = round(float(np.mean(vals)), 3)
         summary[f"within_goal_{key}"] = sum(v <= 1.5 for v in vals)
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(summary, indent=2) + "\n")
+    # one line a row: with --parts a row holds a pair of numbers for each of 17 body parts
+    text = json.dumps({**summary, "rows": "ROWS"}, indent=2)
+    text = text.replace('"ROWS"', "[\n" + ",\n".join("    " + json.dumps(r) for r in rows) + "\n  ]")
+    a.out.write_text(text + "\n")
     means = ", ".join(f"{k.removesuffix('_cm').replace('_', ' ')} {summary['mean_' + k]} cm" for k in starts)
     print(f"mean {means} -> {a.out}")
 
