@@ -11,11 +11,16 @@ truth-started fit walks away, the objective's minimum is not the truth and no op
 A variant of the fit is measured with ``--set`` (prep's ``fit_*`` keys, as ``humanref prep --set``; the
 preps themselves are made once with the defaults, so variants share them), ``--fit-seed`` (the fit's
 own seed: the silhouette's boundary samples) and ``--rest-only`` (skip the truth-started fit);
-``--parts`` adds each body part's signed depth error and in-plane error (decisions 4x); one
-thread with ``--threads 1`` runs two harnesses side by side (results differ from two threads in the
-last digits, docs/decisions.md 4s). Rounds 15–16 compared variants this way (decisions 4r–4w):
+``--parts`` adds each body part's signed depth error and in-plane error (decisions 4x) and
+``--compare base.json`` the paired difference from an earlier run on the same seeds (mean, paired t,
+how many seeds got better: single subjects move by ±0.2 cm with any change of the objective, 4u, so
+a variant is judged on many seeds and a held-out set). One thread with ``--threads 1`` runs two
+harnesses side by side (results differ from two threads in the last digits, docs/decisions.md 4s).
+Rounds 15–17 compared variants this way (decisions 4r–4x):
 
-    python bench/bodyfit.py --seeds 0-23 --rest-only --set fit_steps_full=200 --out /tmp/steps200.json
+    python bench/bodyfit.py --seeds 0-23 --rest-only --threads 1 --out /tmp/base.json
+    python bench/bodyfit.py --seeds 0-23 --rest-only --threads 1 --set fit_steps_full=200 \
+        --compare /tmp/base.json --out /tmp/steps200.json
 
 Prints a table and writes bench/results/bodyfit.json (or ``--out``), with the settings it ran.
 """
@@ -99,6 +104,26 @@ def part_errors(vertices, faces, prep: Path, subject: Path, groups: np.ndarray) 
     }
 
 
+def paired(base: list[dict], rows: list[dict], key: str) -> dict | None:
+    """This run against ``base`` (another run's rows) on the seeds both measured with ``key``: the
+    mean difference ``d`` (cm, negative = better), the paired t statistic ``mean(d) / (sd(d) / √n)``, how
+    many seeds got better and how many are within 1.5 cm in each. None without two common seeds."""
+    before = {r["seed"]: r[key] for r in base if key in r}
+    common = [(before[r["seed"]], r[key]) for r in rows if r["seed"] in before]
+    if len(common) < 2:
+        return None
+    b, v = np.array(common).T
+    d = v - b
+    sd = float(d.std(ddof=1))
+    return {
+        "seeds": len(d),
+        "mean_diff_cm": round(float(d.mean()), 4),
+        "t": round(float(d.mean()) / (sd / np.sqrt(len(d))), 2) if sd > 0 else 0.0,
+        "better": int((d < 0).sum()),
+        "within_goal": [int((b <= 1.5).sum()), int((v <= 1.5).sum())],
+    }
+
+
 def refit(body, subject: Path, init, settings, groups=None):
     """Aligned Chamfer (cm) of the fit with ``settings`` (``FitSettings``) re-run from
     ``subject/ws/prep`` (from ``init`` when given); with ``groups`` (:func:`part_groups`), also the
@@ -134,6 +159,7 @@ def main() -> None:
     ap.add_argument("--rest-only", action="store_true", help="skip the fit started at the truth")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--parts", action="store_true", help="also each body part's depth and in-plane error")
+    ap.add_argument("--compare", type=Path, default=None, help="a baseline run's JSON: paired differences")
     a = ap.parse_args()
 
     import torch
@@ -192,6 +218,17 @@ def main() -> None:
         vals = [r[key] for r in rows]
         summary[f"mean_{key}"] = round(float(np.mean(vals)), 3)
         summary[f"within_goal_{key}"] = sum(v <= 1.5 for v in vals)
+    if a.compare is not None:
+        base = json.loads(a.compare.read_text())["rows"]
+        summary["compare"] = {"baseline": str(a.compare), **{k: paired(base, rows, k) for k in starts}}
+        for key in starts:
+            c = summary["compare"][key]
+            if c:
+                print(
+                    f"against {a.compare.name}, {key.removesuffix('_cm').replace('_', ' ')}: "
+                    f"{c['mean_diff_cm']:+.4f} cm (t {c['t']:+.2f}), better on {c['better']} of "
+                    f"{c['seeds']}, within 1.5 cm {c['within_goal'][0]} -> {c['within_goal'][1]}"
+                )
     a.out.parent.mkdir(parents=True, exist_ok=True)
     # one line a row: with --parts a row holds a pair of numbers for each of 17 body parts
     text = json.dumps({**summary, "rows": "ROWS"}, indent=2)
