@@ -129,6 +129,20 @@ def test_bad_photos_exit_2_with_a_reason(tmp_path, name):
 def test_missing_photo_and_huge_photo_limit(tmp_path):
     result = _cli(["prep", str(tmp_path / "nope.jpg"), str(tmp_path / "ws")])
     assert result.exit_code == 2 and "not found" in result.stderr
+    # a folder is not a photo, and a folder or a missing file is not a mask: one line each, no workspace
+    (tmp_path / "photos").mkdir()
+    result = _cli(["prep", str(tmp_path / "photos"), str(tmp_path / "ws")])
+    assert result.exit_code == 2 and "is a folder, not a photo" in result.stderr, result.output
+    assert "loop over its photos" in result.stderr
+    Image.new("RGB", (64, 64)).save(tmp_path / "photo.png")
+    for mask, reason in (
+        (tmp_path / "photos", "is a folder, not a mask image"),
+        (tmp_path / "m.png", "not found"),
+    ):
+        result = _cli(["prep", str(tmp_path / "photo.png"), str(tmp_path / "ws"), "--mask", str(mask)])
+        assert result.exit_code == 2 and f"--mask {mask} {reason}" in result.stderr, result.output
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "ws" / "prep").exists()
     Image.new("RGB", (100, 100)).save(tmp_path / "big.png")
     with pytest.raises(UsageError, match="over the 0 MP limit"):
         load_image(tmp_path / "big.png", max_pixels=5000)

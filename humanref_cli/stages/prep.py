@@ -78,10 +78,18 @@ def run_prep(
     from humanref_cli.perception.person import MEDIAPIPE_ID
 
     image = Path(image)
+    if image.is_dir():
+        raise UsageError(
+            f"{image} is a folder, not a photo",
+            hint="pass one photo; for a folder, loop over its photos in the shell",
+        )
     if not image.is_file():
         raise UsageError(f"image not found: {image}", hint="check the path")
     if mask is not None and not Path(mask).is_file():
-        raise UsageError(f"mask not found: {mask}", hint="check the --mask path")
+        what = "is a folder, not a mask image" if Path(mask).is_dir() else "not found"
+        raise UsageError(
+            f"--mask {mask} {what}", hint="pass a mask with the same size as the photo (white = person)"
+        )
     found = available_models(cfg, models_dir, prompt)
     models = {
         "keypoints": MEDIAPIPE_ID,
