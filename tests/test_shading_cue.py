@@ -74,6 +74,22 @@ def test_differently_coloured_legs_are_not_used():
     assert "not used" in describe(cue, load_shading_calibration())
 
 
+def test_a_photo_without_colour_is_not_used():
+    """Grey legs of different brightness may be a stride or two greys: the colour check cannot tell."""
+    rgb, mask = _legs((0.8, 0.8, 0.8), (0.4, 0.4, 0.4))
+    cue = limb_shading(rgb, mask, _keypoints(), np.ones(33))
+    assert cue.colourless and not cue.valid.any()
+    np.testing.assert_allclose(cue.log_ratio, [np.log(2.0)] * len(PAIRS), atol=1e-9)  # measured, not used
+    assert "without colour" in describe(cue, load_shading_calibration())
+    # a grayscale JPEG saved as RGB: a level or two of chroma noise is still no colour
+    noisy = (rgb * 250).astype(np.int16) + np.random.default_rng(0).integers(-1, 2, rgb.shape)
+    assert limb_shading(noisy.clip(0, 255).astype(np.uint8), mask, _keypoints(), np.ones(33)).colourless
+    # one coloured garment elsewhere on the person is enough to trust the legs' own check
+    rgb[HIP_V : HIP_V + 10, 72:128] = (0.8, 0.3, 0.2)
+    cue = limb_shading(rgb, mask, _keypoints(), np.ones(33))
+    assert not cue.colourless and cue.valid.all()
+
+
 def test_hidden_legs_are_not_used():
     rgb, mask = _legs((0.8, 0.6, 0.4), (0.4, 0.3, 0.2))
     vis = np.ones(33)

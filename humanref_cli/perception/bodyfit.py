@@ -68,7 +68,7 @@ from humanref_cli.perception.shading_cue import PAIR_SEGMENTS, LimbShading, load
 ANNY_ID = "embedded:anny-0.6.2"
 # Names the fit's objective and priors; part of prep's cache key, so a workspace prepped by an earlier
 # fit is fitted again. Change it with any change to the objective (the suffix is the decision's number).
-FIT_ID = "humanref-bodyfit-4t"
+FIT_ID = "humanref-bodyfit-4y"
 UNIT = 50.0  # loss units per world unit: 1 = 1% of the crop side
 # Knuckle landmarks map to approximate bones and the face points are tiny: trust them less.
 _LANDMARK_WEIGHT = np.ones(33, np.float32)

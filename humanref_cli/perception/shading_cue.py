@@ -20,9 +20,13 @@ body fit pulls its own ``x_left - x_right`` towards the prediction (``bodyfit.fi
 
 The cue assumes both legs have the same albedo: when the two limbs' colours differ (a patterned or
 two-coloured garment, a shadow cast across one leg) by more than ``max_chroma`` in normalised
-chromaticity, the pair is not used. It also assumes light from above, the usual case in photos;
-the calibration is solved under the synthetic subjects' single light (above the camera, a little
-to one side), so in a photo lit differently its scale is only approximate.
+chromaticity, the pair is not used. A photo without colour (grayscale: the person's pixels spread by
+less than :data:`MIN_COLOUR_SPREAD` across the channels) cannot show that, and a lighter and a darker
+leg of the same grey read as a stride (OpenCV's grayscale ``basketball1.png`` was fitted with a 40°
+stride from a log ratio of -0.21, beyond any the calibration subjects showed), so there no pair is used.
+It also assumes light from above, the usual case in photos; the calibration is solved under the
+synthetic subjects' single light (above the camera, a little to one side), so in a photo lit differently
+its scale is only approximate.
 """
 
 from __future__ import annotations
@@ -38,16 +42,21 @@ from humanref_cli.perception.depth_calibration import SEGMENTS, DepthCalibration
 PAIRS = {"thighs": ("thigh.L", "thigh.R"), "shins": ("shin.L", "shin.R")}
 PAIR_SEGMENTS = torch.tensor([[list(SEGMENTS).index(a), list(SEGMENTS).index(b)] for a, b in PAIRS.values()])
 _HAND_LANDMARKS = (15, 16, 17, 18, 19, 20, 21, 22)
+# 99th percentile of max - min over the RGB channels of the person's pixels, below which the photo has no
+# colour to compare (a grayscale photo saved as RGB, JPEG's chroma noise included: ~1-2 levels of 255).
+MIN_COLOUR_SPREAD = 0.02
 
 
 @dataclass(frozen=True)
 class LimbShading:
     """``log_ratio (P,)`` = ``m_p``, ``valid (P,)`` bool and ``chroma (P,)`` the largest difference of
-    the two limbs' normalised colours (``inf`` where a limb could not be measured)."""
+    the two limbs' normalised colours (``inf`` where a limb could not be measured); ``colourless``:
+    the photo has no colour, so no pair is valid."""
 
     log_ratio: np.ndarray
     valid: np.ndarray
     chroma: np.ndarray
+    colourless: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,8 @@ def limb_shading(
     for k in _HAND_LANDMARKS:
         hands |= (xx - kp[k, 0]) ** 2 + (yy - kp[k, 1]) ** 2 < (s.hand_radius * forearm) ** 2
     usable = np.asarray(mask, bool) & ~hands
+    person = img[np.asarray(mask, bool)]
+    colourless = not person.size or float(np.percentile(np.ptp(person, axis=-1), 99)) < MIN_COLOUR_SPREAD
     ratio, valid, chroma = np.zeros(len(PAIRS)), np.zeros(len(PAIRS), bool), np.full(len(PAIRS), np.inf)
     for p, pair in enumerate(PAIRS.values()):
         ends = [SEGMENTS[n] for n in pair]
@@ -115,8 +126,8 @@ def limb_shading(
         left, right = (max(float(c.mean()), 1e-3) for c in colours)
         ratio[p] = np.log(left / right)
         chroma[p] = float(np.abs(colours[0] / left - colours[1] / right).max())
-        valid[p] = chroma[p] <= s.max_chroma
-    return LimbShading(ratio, valid, chroma)
+        valid[p] = chroma[p] <= s.max_chroma and not colourless
+    return LimbShading(ratio, valid, chroma, colourless)
 
 
 def load_shading_calibration(dtype=torch.float32, device="cpu") -> DepthCalibration | None:
@@ -129,6 +140,8 @@ def describe(cue: LimbShading, cal: DepthCalibration | None, level: float = 0.1)
     """One line for the log: which leg each pair reads as forward (``|a m + b| < level``: level)."""
     if cal is None:
         return "no shading calibration packaged"
+    if cue.colourless:
+        return "not used (a photo without colour: whether the legs differ in colour cannot be checked)"
     parts = []
     for name, m, ok, target in zip(
         PAIRS, cue.log_ratio, cue.valid, cal.target(torch.as_tensor(cue.log_ratio)).tolist(), strict=True
