@@ -77,6 +77,15 @@ def test_unknown_key_suggests_closest():
     assert "guidance.weight" in e.value.hint
 
 
+def test_unknown_key_with_nothing_close_points_at_the_key_list():
+    """A far-off key gets the list of valid keys, not a misleading guess."""
+    from humanref_cli.configs.stage_configs import resolve_config
+
+    with pytest.raises(UsageError) as e:
+        resolve_config("coarse", "cpu", ["nonsense=1"], None)
+    assert "did you mean" not in e.value.hint and "humanref config coarse" in e.value.hint
+
+
 def test_set_parsing_and_toml(tmp_path):
     assert parse_set_options(["a.b=1", "c = x=y"]) == {"a.b": "1", "c": "x=y"}
     with pytest.raises(UsageError, match="key=value"):

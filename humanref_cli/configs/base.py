@@ -117,7 +117,7 @@ def _replace(obj: Any, parts: list[str], value: Any) -> Any:
 
 
 def unknown_key_error(key: str, valid: list[str], stage: str) -> UsageError:
-    close = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
+    close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)  # 0.5 offered "loss_res" for "nonsense"
     if not close:  # match on the leaf name too: "lr" -> "optim.lr"
         leaf = key.rsplit(".", 1)[-1]
         close = [k for k in valid if k.rsplit(".", 1)[-1] == leaf][:3]
