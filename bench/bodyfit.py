@@ -128,6 +128,8 @@ def refit(body, subject: Path, init, settings, groups=None):
     """Aligned Chamfer (cm) of the fit with ``settings`` (``FitSettings``) re-run from
     ``subject/ws/prep`` (from ``init`` when given); with ``groups`` (:func:`part_groups`), also the
     per-part errors of :func:`part_errors`."""
+    import dataclasses
+
     from PIL import Image
 
     from humanref_cli.eval.body_fit import crop_body_error
@@ -136,6 +138,7 @@ def refit(body, subject: Path, init, settings, groups=None):
 
     prep = subject / "ws" / "prep"
     kj = json.loads((prep / "keypoints.json").read_text())
+    settings = dataclasses.replace(settings, detector=kj.get("pose_model", "full"))
     kp = np.array([[m["u"], m["v"]] for m in kj["landmarks"]])
     vis = np.array([m["visibility"] for m in kj["landmarks"]])
     world = None if kj["world_m"] is None else np.array(kj["world_m"])
@@ -159,6 +162,7 @@ def main() -> None:
     ap.add_argument("--rest-only", action="store_true", help="skip the fit started at the truth")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--parts", action="store_true", help="also each body part's depth and in-plane error")
+    ap.add_argument("--models-dir", type=Path, default=None, help="pulled models for new preps (pose_heavy)")
     ap.add_argument("--compare", type=Path, default=None, help="a baseline run's JSON: paired differences")
     a = ap.parse_args()
 
@@ -189,11 +193,16 @@ def main() -> None:
         if not (subject / "ws" / "prep" / "body.ply").exists():
             make_subject(subject, seed=seed, body=body)
             run_prep(
-                Workspace(subject / "ws"), subject / "image.png", cfg, Runtime(device_name="cpu", quiet=True)
+                Workspace(subject / "ws"),
+                subject / "image.png",
+                cfg,
+                Runtime(device_name="cpu", quiet=True),
+                models_dir=a.models_dir,
             )
         gt_cam = json.loads((subject / "gt" / "camera.json").read_text())
         crop_cam = json.loads((subject / "ws" / "prep" / "camera.json").read_text())
-        row = {"seed": seed, "pose": gt_cam["pose_style"]}
+        kj = json.loads((subject / "ws" / "prep" / "keypoints.json").read_text())
+        row = {"seed": seed, "pose": gt_cam["pose_style"], "pose_model": kj.get("pose_model", "full")}
         for key in starts:
             init = truth_in_crop(gt_cam, crop_cam) if key == "truth_start_cm" else None
             if a.parts:
@@ -210,7 +219,12 @@ def main() -> None:
     summary = {
         "benchmark": "bodyfit",
         "machine": machine_info(),
-        "settings": {"set": a.sets, "fit_seed": a.fit_seed, "threads": torch.get_num_threads()},
+        "settings": {
+            "set": a.sets,
+            "fit_seed": a.fit_seed,
+            "threads": torch.get_num_threads(),
+            "pose_models": sorted({r["pose_model"] for r in rows}),
+        },
         "rows": rows,
         "goal_cm": 1.5,
     }

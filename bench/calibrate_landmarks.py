@@ -9,11 +9,12 @@ from the evaluation seeds (0-99) used by the tests and bench/synthetic.py.
 
 Usage::
 
-    python bench/calibrate_landmarks.py [--seeds 1000-1047] [--work /tmp/hr_calib]
+    python bench/calibrate_landmarks.py [--seeds 1000-1047] [--work /tmp/hr_calib] [--pose heavy]
 
 Writes ``humanref_cli/data/mediapipe_anny_offsets.json`` and ``bench/results/calibrate_landmarks.json``
-and prints the per-landmark and per-segment residuals before and after on the fitting and the
-held-out seeds.
+(``--pose heavy``: mediapipe's heavy landmark model, installed first with ``humanref models pull
+pose_heavy``; ``mediapipe_heavy_anny_offsets.json`` and ``calibrate_landmarks_heavy.json``) and prints
+the per-landmark and per-segment residuals before and after on the fitting and the held-out seeds.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def _seeds(spec: str) -> list[int]:
     return list(range(int(a), int(b or a) + 1))
 
 
-def _observe(seed: int, work: Path, body) -> dict:
+def _observe(seed: int, work: Path, body, pose: str) -> dict:
     """Detections and ground-truth landmark frames of one synthetic subject (cached as .npz)."""
     import torch
     from PIL import Image
@@ -49,7 +50,7 @@ def _observe(seed: int, work: Path, body) -> dict:
     if not (sdir / "gt" / "camera.json").exists():
         make_subject(sdir, seed, 512, body)
     rgb = np.asarray(Image.open(sdir / "image.png").convert("RGB"))
-    people = detect_people(rgb, 1)
+    people = detect_people(rgb, 1, pose)
     gt = json.loads((sdir / "gt" / "camera.json").read_text())
     with torch.no_grad():
         out = forward_params(body, BodyParams.from_dict(gt["body"]))
@@ -175,22 +176,39 @@ def _shading_table(
 def main() -> None:
     from humanref_cli.geometry.anny_body import load_anny
     from humanref_cli.io import write_json
-    from humanref_cli.perception.landmark_offsets import RIDGE, residuals, solve_offsets, usable
-    from humanref_cli.perception.person import MEDIAPIPE_ID
+    from humanref_cli.perception.landmark_offsets import (
+        CALIBRATION_FILES,
+        RIDGE,
+        residuals,
+        solve_offsets,
+        usable,
+    )
+    from humanref_cli.perception.person import POSE_MODELS, detector_id
     from humanref_cli.synth.subject import MEDIAPIPE_NAMES
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", default="1000-1047", help="calibration seeds, 'a-b' inclusive")
     ap.add_argument("--holdout", type=int, default=8, help="last N seeds only measured, not fitted")
-    ap.add_argument("--work", type=Path, default=Path("/tmp/hr_calib"))
+    ap.add_argument("--work", type=Path, default=None, help="default /tmp/hr_calib[_heavy]")
+    ap.add_argument("--pose", choices=list(POSE_MODELS), default="full", help="mediapipe's landmark model")
     args = ap.parse_args()
+    args.work = args.work or Path("/tmp/hr_calib" + ("" if args.pose == "full" else f"_{args.pose}"))
+    if args.pose == "heavy":
+        from humanref_cli.models.lock import load_lock
+        from humanref_cli.models.store import find_model, resolve_models_dir
+        from humanref_cli.perception.pose_heavy import FILE_NAME, install
+
+        pulled = find_model("pose_heavy", resolve_models_dir(None))
+        if pulled is None:
+            raise SystemExit("the heavy pose model is not pulled: humanref models pull pose_heavy")
+        install(pulled / FILE_NAME, load_lock().spec("pose_heavy").sha256[FILE_NAME])
     seeds = _seeds(args.seeds)
     if min(seeds) < 100:
         raise SystemExit("calibration seeds must be >= 100: 0-99 are evaluation seeds")
     args.work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     body = load_anny()
-    obs = [_observe(s, args.work, body) for s in seeds]
+    obs = [_observe(s, args.work, body, args.pose) for s in seeds]
     failed = [s for s, o in zip(seeds, obs, strict=True) if not usable(o)]
     print(f"{len(failed)} detector failures left out: {failed}")
     kept = [(s, o) for s, o in zip(seeds, obs, strict=True) if s not in failed]
@@ -218,7 +236,7 @@ def main() -> None:
     shading = _shading_table(kept_seeds, fit_obs + held, args.work, offsets, len(held_seeds))
     data = {
         "format": "humanref.landmark-offsets v1",
-        "detector": MEDIAPIPE_ID,
+        "detector": detector_id(args.pose),
         "frame": "anny units (metres) in the frame of anny_body.LANDMARK_BONES[k]",
         "seeds_fitted": fitted_seeds,
         "seeds_heldout": held_seeds,
@@ -229,9 +247,10 @@ def main() -> None:
         "depth_directions": depth,
         "shading_pairs": shading,
     }
-    write_json(ROOT / "humanref_cli" / "data" / "mediapipe_anny_offsets.json", data)
+    write_json(ROOT / "humanref_cli" / "data" / CALIBRATION_FILES[args.pose], data)
+    suffix = "" if args.pose == "full" else f"_{args.pose}"
     write_json(
-        ROOT / "bench" / "results" / "calibrate_landmarks.json",
+        ROOT / "bench" / "results" / f"calibrate_landmarks{suffix}.json",
         {
             **data,
             "per_landmark_px": {k: np.round(v, 2).tolist() for k, v in table.items()},

@@ -57,8 +57,9 @@ def test_ridge_keeps_an_undetermined_scale_at_one():
     assert sigma[0] == pytest.approx(0.0, abs=1e-12)
 
 
-def test_packaged_table():
-    cal = load_depth_calibration(torch.float64)
+@pytest.mark.parametrize("detector", ["full", "heavy"])
+def test_packaged_table(detector):
+    cal = load_depth_calibration(torch.float64, detector=detector)
     for t in (cal.scale, cal.bias, cal.sigma):
         assert t.shape == (len(SEGMENTS),) and torch.isfinite(t).all()
     assert (cal.sigma > 0).all() and (cal.sigma < 1).all()  # depth components lie in [-1, 1]

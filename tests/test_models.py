@@ -33,7 +33,7 @@ from humanref_cli.models.update import update_lock
 
 REPO = Path(__file__).resolve().parents[1]
 OFFLINE_ENDPOINT = "http://127.0.0.1:9"  # discard port: connection refused at once
-ROLES = {"sd15", "sam", "marigold_normals", "segformer_parser", "blip", "clip", "lpips"}
+ROLES = {"sd15", "sam", "marigold_normals", "segformer_parser", "blip", "clip", "lpips", "pose_heavy"}
 
 
 def sha(path: Path) -> str:
@@ -181,7 +181,9 @@ def test_repo_lock_pins_every_role():
         assert spec.licence and spec.used_by and spec.size_mb > 0, spec.role
         assert all(s == "" or len(s) == 64 for s in spec.sha256.values())
     # The URL roles are locked (docs/models.md): torchvision's file names carry their hash's first digits.
-    assert lock.spec("sam").locked and lock.spec("lpips").locked
+    assert lock.spec("sam").locked and lock.spec("lpips").locked and lock.spec("pose_heavy").locked
+    # mediapipe's own build pins the same object generation of the heavy pose model
+    assert "generation=1661875897944151" in lock.spec("pose_heavy").files[0].url
     assert lock.spec("lpips").sha256["vgg16-397923af.pth"].startswith("397923af")
     assert lock.spec("sam").files[0].size == 2564550879
 

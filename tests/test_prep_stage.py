@@ -46,6 +46,7 @@ def test_outputs_and_notes(prepped):
     assert (rgba[~mask][:, :3] == 255).all()  # composited on white
     kp = json.loads((prep / "keypoints.json").read_text())
     assert len(kp["landmarks"]) == 33 and kp["person"] == 0
+    assert kp["pose_model"] == "full" and kp["source"] == "embedded:mediapipe-pose-0.10.21"
     rec = ws.record("prep")
     notes = rec["notes"]
     assert rec["status"] == "done" and notes["mask_source"] == "mediapipe"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from humanref_cli.perception.shading_cue import (
@@ -98,10 +99,11 @@ def test_hidden_legs_are_not_used():
     assert cue.valid.tolist() == [True, False]
 
 
-def test_packaged_calibration_reads_the_brighter_leg_as_forward():
+@pytest.mark.parametrize("detector", ["full", "heavy"])
+def test_packaged_calibration_reads_the_brighter_leg_as_forward(detector):
     """Light from above: the brighter leg is the one swung forward (scale > 0), and the legs' shading
     was a usable predictor on the calibration subjects (sign right on the clear strides)."""
-    cal = load_shading_calibration(torch.float64)
+    cal = load_shading_calibration(torch.float64, detector=detector)
     assert cal is not None and (cal.scale > 0).all() and (cal.sigma < 0.15).all()
     rgb, mask = _legs((0.8, 0.6, 0.4), (0.4, 0.3, 0.2))
     cue = limb_shading(rgb, mask, _keypoints(), np.ones(33))
@@ -109,13 +111,14 @@ def test_packaged_calibration_reads_the_brighter_leg_as_forward():
     assert describe(cue, cal).count("left forward") == len(PAIRS)
 
 
-def test_packaged_calibration_was_solved_with_the_settings_in_use():
+@pytest.mark.parametrize("detector", ["full", "heavy"])
+def test_packaged_calibration_was_solved_with_the_settings_in_use(detector):
     """The calibration's a, b, σ only mean something for the sampling they were solved with."""
     import json
     from dataclasses import asdict
 
     from humanref_cli.perception.landmark_offsets import calibration_text
 
-    table = json.loads(calibration_text())["shading_pairs"]
+    table = json.loads(calibration_text(detector))["shading_pairs"]
     assert table["settings"] == asdict(ShadingSettings())
     assert table["pairs"] == list(PAIRS)

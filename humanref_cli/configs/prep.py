@@ -47,6 +47,14 @@ class PrepConfig:
     mask_refine_eps: float = field(
         default=1e-4, metadata={"help": "Guided filter regulariser (colours in [0, 1]); larger is smoother."}
     )
+    use_pose_heavy: bool = field(
+        default=False,
+        metadata={
+            "help": "Use mediapipe's heavy landmark model for the keypoints when it was pulled (models pull "
+            "pose_heavy). Off by default: its keypoints are closer to the truth on synthetic subjects, "
+            "the body fits from them no better on average (docs/decisions.md 4z)."
+        },
+    )
     use_sam: bool = field(
         default=True, metadata={"help": "Use SAM for the silhouette when its weights exist."}
     )

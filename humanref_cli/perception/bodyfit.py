@@ -129,13 +129,15 @@ class FitSettings:
     detector_offsets: bool = _PREP.fit_detector_offsets
     depth_calibration: bool = _PREP.fit_depth_calibration
     min_visibility: float = _PREP.min_visibility
+    detector: str = "full"  # the landmark model the keypoints came from: whose calibration to use
     boundary_samples: int = 1500
     vertex_stride: int = 4
     seed: int = 0
 
     @classmethod
-    def from_prep(cls, cfg: PrepConfig, seed: int) -> FitSettings:
-        """The settings of ``cfg``'s ``fit_*`` fields (and its ``min_visibility``) with ``seed``."""
+    def from_prep(cls, cfg: PrepConfig, seed: int, detector: str = "full") -> FitSettings:
+        """The settings of ``cfg``'s ``fit_*`` fields (and its ``min_visibility``) with ``seed``, for
+        keypoints from ``detector`` (``person.POSE_MODELS``)."""
         return cls(
             steps_keypoints=cfg.fit_steps_keypoints,
             steps_full=cfg.fit_steps_full,
@@ -149,6 +151,7 @@ class FitSettings:
             detector_offsets=cfg.fit_detector_offsets,
             depth_calibration=cfg.fit_depth_calibration,
             min_visibility=cfg.min_visibility,
+            detector=detector,
             seed=seed,
         )
 
@@ -261,14 +264,14 @@ def _fit_targets(body, keypoints_px, visibility, mask, s, world, limb_shading):
     world_t = None
     if world is not None and s.w_dir > 0:
         world_t = mediapipe_world_to_axes(torch.as_tensor(np.asarray(world), dtype=dtype))
-    offsets = detector_offsets(dtype).to(body.device) if s.detector_offsets else None
-    depth_cal = (
-        load_depth_calibration(dtype, body.device) if s.depth_calibration and world_t is not None else None
-    )
+    offsets = detector_offsets(dtype, s.detector).to(body.device) if s.detector_offsets else None
+    depth_cal = None
+    if s.depth_calibration and world_t is not None:
+        depth_cal = load_depth_calibration(dtype, body.device, s.detector)
     shading = None
-    shade_cal = (
-        load_shading_calibration(dtype, body.device) if limb_shading is not None and s.w_shade > 0 else None
-    )
+    shade_cal = None
+    if limb_shading is not None and s.w_shade > 0:
+        shade_cal = load_shading_calibration(dtype, body.device, s.detector)
     if shade_cal is not None and limb_shading.valid.any():
         shading = (
             torch.as_tensor(limb_shading.log_ratio, dtype=dtype),

@@ -90,11 +90,11 @@ def solve_depth_calibration(truth: np.ndarray, detected: np.ndarray, ridge: floa
 
 
 def packaged_calibration(
-    key: str, names_key: str, names: list[str], dtype, device
+    key: str, names_key: str, names: list[str], dtype, device, detector: str = "full"
 ) -> DepthCalibration | None:
-    """Table ``key`` of ``mediapipe_anny_offsets.json`` (None if absent); its ``names_key`` must list
-    ``names`` in order, or the table was solved for other entries."""
-    table = json.loads(calibration_text()).get(key)
+    """Table ``key`` of ``detector``'s ``mediapipe_anny_offsets.json`` (None if absent); its
+    ``names_key`` must list ``names`` in order, or the table was solved for other entries."""
+    table = json.loads(calibration_text(detector)).get(key)
     if table is None:
         return None
     if list(table[names_key]) != list(names):
@@ -104,9 +104,9 @@ def packaged_calibration(
     )
 
 
-def load_depth_calibration(dtype=torch.float32, device="cpu") -> DepthCalibration:
-    """The packaged calibration (``depth_directions`` of ``mediapipe_anny_offsets.json``)."""
-    cal = packaged_calibration("depth_directions", "segments", list(SEGMENTS), dtype, device)
+def load_depth_calibration(dtype=torch.float32, device="cpu", detector: str = "full") -> DepthCalibration:
+    """The packaged calibration of ``detector`` (``depth_directions`` of ``mediapipe_anny_offsets.json``)."""
+    cal = packaged_calibration("depth_directions", "segments", list(SEGMENTS), dtype, device, detector)
     if cal is None:
         raise ValueError("no depth calibration packaged: rerun calibrate_landmarks")
     return cal

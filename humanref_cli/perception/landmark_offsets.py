@@ -28,23 +28,29 @@ RIDGE = 0.05  # in (world units)² summed over subjects: holds o_k's unobservabl
 MAX_MEAN_PX = 25.0  # a detection further than this on average is a detector failure, not a bias
 
 
-def calibration_text() -> str:
-    """The packaged calibration (JSON text): landmark offsets and depth directions."""
-    return resources.files("humanref_cli").joinpath("data/mediapipe_anny_offsets.json").read_text("utf-8")
+# The calibration of each landmark model (``person.POSE_MODELS``): made by ``bench/calibrate_landmarks.py
+# --pose``; the models put the landmarks in different places and their depth differs in quality.
+CALIBRATION_FILES = {"full": "mediapipe_anny_offsets.json", "heavy": "mediapipe_heavy_anny_offsets.json"}
 
 
-def offsets_id() -> str:
+def calibration_text(detector: str = "full") -> str:
+    """The packaged calibration of ``detector`` (JSON text): landmark offsets and depth directions."""
+    return resources.files("humanref_cli").joinpath(f"data/{CALIBRATION_FILES[detector]}").read_text("utf-8")
+
+
+def offsets_id(detector: str = "full") -> str:
     """Identity of the packaged calibration (recorded with prep's models: a new table re-runs prep)."""
     import hashlib
 
-    return "humanref:mediapipe-anny-offsets@" + hashlib.sha256(calibration_text().encode()).hexdigest()[:12]
+    digest = hashlib.sha256(calibration_text(detector).encode()).hexdigest()[:12]
+    return f"humanref:mediapipe-anny-offsets@{digest}"
 
 
-def detector_offsets(dtype=torch.float32) -> torch.Tensor:
-    """``(33, 3)`` offsets from anny's anatomical landmarks to where mediapipe puts them, in each
+def detector_offsets(dtype=torch.float32, detector: str = "full") -> torch.Tensor:
+    """``(33, 3)`` offsets from anny's anatomical landmarks to where ``detector`` puts them, in each
     landmark's bone frame (``humanref_cli/data/mediapipe_anny_offsets.json``, made by
     ``bench/calibrate_landmarks.py`` on synthetic seeds disjoint from the evaluation seeds)."""
-    return torch.tensor(json.loads(calibration_text())["offsets"], dtype=dtype)
+    return torch.tensor(json.loads(calibration_text(detector))["offsets"], dtype=dtype)
 
 
 def detector_landmarks(out, offsets: torch.Tensor | None) -> torch.Tensor:

@@ -1,5 +1,9 @@
 """People and their 33 keypoints, from mediapipe 0.10.21 Pose (its bundled model, offline).
 
+Two landmark models: ``full`` (bundled in the wheel, the default) and ``heavy`` (mediapipe's most
+accurate, not bundled: ``humanref models pull pose_heavy``, installed by :mod:`pose_heavy`; measured on
+synthetic subjects its elbows are 30% closer to the truth, docs/decisions.md 4z).
+
 The legacy Pose solution finds one person per call. To see several, we run it again on the photo with
 each found person painted out (their segmentation mask, dilated, filled with the image's mean colour)
 until it finds nobody new or ``max_people`` is reached. People are sorted by box area, largest first,
@@ -20,12 +24,16 @@ import numpy as np
 from humanref_cli.errors import UsageError
 
 MEDIAPIPE_ID = "embedded:mediapipe-pose-0.10.21"
+# mediapipe's ``model_complexity`` of each landmark model humanref uses (0, "lite", is not used).
+POSE_MODELS = {"full": 1, "heavy": 2}
 KNEES = (25, 26)
 ANKLES = (27, 28)
 # How far (a fraction of the person's height) a knee or ankle may sit off mediapipe's own mask and still
 # count as seen: 0 on every synthetic subject and real full-body photo tried; 0.020 for basketball2.png's
 # nearer man, cut off at the hips, whose legs mediapipe guesses below him (docs/decisions.md 4v).
 MASK_TOLERANCE = 0.01
+# A person found again on the painted-out photo with more of their mask than this in the paint is not new.
+PAINTED_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -104,8 +112,9 @@ def _box_iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _paint_out(rgb: np.ndarray, person: Person) -> np.ndarray:
-    """Copy of ``rgb`` with ``person`` replaced by the mean colour (mask dilated by 5% of its height)."""
+def _paint_out(rgb: np.ndarray, person: Person) -> tuple[np.ndarray, np.ndarray]:
+    """Copy of ``rgb`` with ``person`` replaced by the mean colour (mask dilated by 5% of its height),
+    and the painted region ``(H, W)`` bool."""
     import cv2
 
     out = rgb.copy()
@@ -117,7 +126,20 @@ def _paint_out(rgb: np.ndarray, person: Person) -> np.ndarray:
         region = np.zeros(rgb.shape[:2], bool)
         region[y0:y1, x0:x1] = True
     out[region] = rgb.reshape(-1, 3).mean(axis=0).astype(np.uint8)
-    return out
+    return out, region
+
+
+def _seen_before(person: Person, people: list[Person], painted: np.ndarray) -> bool:
+    """Whether a detection on the painted-out photo is someone found already: its box overlaps a found
+    person's (IoU > 0.5), or most of its mask lies where found people were painted out. The heavy model
+    sees a faint upper body in the flat paint (synthetic seed 1: a box inside the person's, IoU 0.28,
+    mean visibility 0.48, its mask 99% in the paint); nobody can be seen in a flat colour."""
+    if any(_box_iou(person.box, p.box) > 0.5 for p in people):
+        return True
+    if person.mask is None or not painted.any():
+        return False
+    mine = person.mask > 0.5
+    return bool(mine.any()) and float(painted[mine].mean()) > PAINTED_FRACTION
 
 
 _NATIVE_NOISE = re.compile(
@@ -151,22 +173,36 @@ def _filtered_native_stderr():
                 print("\n".join(kept), file=sys.stderr)
 
 
-def detect_people(rgb: np.ndarray, max_people: int = 4) -> list[Person]:
-    """All people mediapipe finds in ``rgb (H, W, 3)`` uint8, largest box first (maybe empty)."""
+def detector_id(model: str = "full") -> str:
+    """What detected the keypoints, for manifests: the bundled model's id, ``…+heavy`` for the heavy one."""
+    return MEDIAPIPE_ID if model == "full" else f"{MEDIAPIPE_ID}+{model}"
+
+
+def detect_people(rgb: np.ndarray, max_people: int = 4, model: str = "full") -> list[Person]:
+    """All people mediapipe finds in ``rgb (H, W, 3)`` uint8, largest box first (maybe empty).
+
+    ``model`` is a key of ``POSE_MODELS``; ``heavy`` must be installed first (``pose_heavy.install``),
+    or mediapipe tries to download it."""
     os.environ.setdefault("GLOG_minloglevel", "2")
     people: list[Person] = []
     image = np.ascontiguousarray(rgb)
     with _filtered_native_stderr():
         import mediapipe as mp
 
-        pose_cfg = {"static_image_mode": True, "model_complexity": 1, "enable_segmentation": True}
+        pose_cfg = {
+            "static_image_mode": True,
+            "model_complexity": POSE_MODELS[model],
+            "enable_segmentation": True,
+        }
         with mp.solutions.pose.Pose(**pose_cfg) as pose:
+            painted = np.zeros(image.shape[:2], bool)
             for _ in range(max_people):
                 person = _pose_once(pose, image)
-                if person is None or any(_box_iou(person.box, p.box) > 0.5 for p in people):
+                if person is None or _seen_before(person, people, painted):
                     break
                 people.append(person)
-                image = _paint_out(image, person)
+                image, region = _paint_out(image, person)
+                painted |= region
     return sorted(people, key=lambda p: p.area, reverse=True)
 
 

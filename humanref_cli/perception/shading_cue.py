@@ -130,10 +130,12 @@ def limb_shading(
     return LimbShading(ratio, valid, chroma, colourless)
 
 
-def load_shading_calibration(dtype=torch.float32, device="cpu") -> DepthCalibration | None:
-    """The packaged calibration (``shading_pairs`` of ``mediapipe_anny_offsets.json``): ``target(m)`` is
-    the expected ``x_left - x_right`` ``(P,)``; None if absent."""
-    return packaged_calibration("shading_pairs", "pairs", list(PAIRS), dtype, device)
+def load_shading_calibration(
+    dtype=torch.float32, device="cpu", detector: str = "full"
+) -> DepthCalibration | None:
+    """The packaged calibration (``shading_pairs`` of ``detector``'s ``mediapipe_anny_offsets.json``):
+    ``target(m)`` is the expected ``x_left - x_right`` ``(P,)``; None if absent."""
+    return packaged_calibration("shading_pairs", "pairs", list(PAIRS), dtype, device, detector)
 
 
 def describe(cue: LimbShading, cal: DepthCalibration | None, level: float = 0.1) -> str:

@@ -28,6 +28,7 @@ OUTPUTS = (
     "camera.json", "report.png",
 )  # fmt: skip
 OPTIONAL_ROLES = {
+    "pose_heavy": "use_pose_heavy",
     "sam": "use_sam",
     "marigold_normals": "use_marigold",
     "segformer_parser": "use_segformer",
@@ -59,6 +60,33 @@ def available_models(cfg: PrepConfig, models_dir: Path | None, prompt: str | Non
     return found
 
 
+def pose_model(cfg: PrepConfig, found: dict[str, Path], rt) -> str:
+    """mediapipe's landmark model for this prep: ``heavy`` when asked for (``use_pose_heavy``), pulled
+    and put where mediapipe loads it (``perception/pose_heavy.py``), else the bundled ``full`` (with a
+    warning when asked for; ``found`` loses the role then, so the manifest does not claim it)."""
+    if "pose_heavy" not in found:
+        if cfg.use_pose_heavy:
+            rt.warn(
+                "prep: use_pose_heavy is set but pose_heavy is not pulled (humanref models pull "
+                "pose_heavy); using the bundled full model"
+            )
+        return "full"
+    from humanref_cli.models.lock import load_lock
+    from humanref_cli.perception.pose_heavy import FILE_NAME, install
+
+    try:
+        install(found["pose_heavy"] / FILE_NAME, load_lock().spec("pose_heavy").sha256[FILE_NAME])
+    except (OSError, ValueError) as exc:
+        fix = "models pull pose_heavy --force" if isinstance(exc, ValueError) else "a writable install"
+        rt.warn(
+            f"prep: the heavy pose model could not be put into mediapipe's package ({exc}); "
+            f"using the bundled full model (fix: {fix})"
+        )
+        del found["pose_heavy"]
+        return "full"
+    return "heavy"
+
+
 def run_prep(
     ws: Workspace,
     image: Path,
@@ -75,7 +103,7 @@ def run_prep(
     from humanref_cli.models.store import model_id
     from humanref_cli.perception.bodyfit import ANNY_ID, FIT_ID
     from humanref_cli.perception.landmark_offsets import offsets_id
-    from humanref_cli.perception.person import MEDIAPIPE_ID
+    from humanref_cli.perception.person import detector_id
 
     image = Path(image)
     if image.is_dir():
@@ -91,21 +119,22 @@ def run_prep(
             f"--mask {mask} {what}", hint="pass a mask with the same size as the photo (white = person)"
         )
     found = available_models(cfg, models_dir, prompt)
+    pose = pose_model(cfg, found, rt)
     models = {
-        "keypoints": MEDIAPIPE_ID,
+        "keypoints": detector_id(pose),
         "body": ANNY_ID,
         "body_fit": FIT_ID,
         **{role: model_id(role) for role in found},
     }
     if cfg.fit_detector_offsets or cfg.fit_depth_calibration:
-        models["landmark_offsets"] = offsets_id()
+        models["landmark_offsets"] = offsets_id(pose)
     inputs = [image] + ([Path(mask)] if mask is not None else [])
     key = ws.stage_key("prep", PrepKey(cfg, person, allow_partial, prompt), inputs, models)
     if not force and ws.is_fresh("prep", key):
         rt.info("prep: up to date")
         return ws.summary("prep")
 
-    photo = _load_and_find_person(image, cfg, rt, person, allow_partial)
+    photo = _load_and_find_person(image, cfg, rt, person, allow_partial, pose)
     with ws.stage(
         "prep", key=key, cfg=cfg, inputs=inputs, models=models, steps=None, rt=rt, force=force
     ) as run:
@@ -113,7 +142,9 @@ def run_prep(
     return {"workspace": str(ws.root), "prep_dir": str(ws.stage_dir("prep")), **result}
 
 
-def _load_and_find_person(image: Path, cfg: PrepConfig, rt, person: int | None, allow_partial: bool):
+def _load_and_find_person(
+    image: Path, cfg: PrepConfig, rt, person: int | None, allow_partial: bool, pose: str = "full"
+):
     """Decode and check the photo, detect people, pick one (all UsageErrors, exit 2)."""
     from humanref_cli.perception.image import load_image
     from humanref_cli.perception.person import detect_people, select_person
@@ -123,7 +154,7 @@ def _load_and_find_person(image: Path, cfg: PrepConfig, rt, person: int | None, 
     rt.info(
         f"prep: {image.name} {loaded.size[1]}x{loaded.size[0]} ({loaded.format or 'image'}, {loaded.mode})"
     )
-    people = detect_people(rgb, cfg.max_people)
+    people = detect_people(rgb, cfg.max_people, pose)
     chosen, warnings = select_person(
         people,
         image.name,
@@ -136,13 +167,13 @@ def _load_and_find_person(image: Path, cfg: PrepConfig, rt, person: int | None, 
     for w in warnings:
         rt.warn(w)
     index = person if person is not None else 0
-    return Photo(loaded, rgb, alpha, scale, chosen, index, len(people))
+    return Photo(loaded, rgb, alpha, scale, chosen, index, len(people), pose)
 
 
 @dataclass(frozen=True)
 class Photo:
     """The checked photo: ``rgb``/``alpha`` at working size (``scale`` photo pixels per working pixel),
-    the chosen person (working pixels), its index and how many people were found."""
+    the chosen person (working pixels), its index, how many people were found and by which model."""
 
     loaded: Any
     rgb: np.ndarray
@@ -151,6 +182,7 @@ class Photo:
     person: Any
     index: int
     people: int
+    pose: str = "full"  # mediapipe's landmark model (``person.POSE_MODELS``)
 
 
 def work_image(loaded, max_side: int) -> tuple[np.ndarray, np.ndarray | None, float]:
@@ -314,11 +346,11 @@ def _fit_body(photo: Photo, c: Cropped, cfg: PrepConfig, rt, report: Path):
     from humanref_cli.perception.bodyfit import FitSettings, fit_body
     from humanref_cli.perception.shading_cue import describe, limb_shading, load_shading_calibration
 
-    settings = FitSettings.from_prep(cfg, rt.seed)
+    settings = FitSettings.from_prep(cfg, rt.seed, photo.pose)
     shading = None
     if cfg.fit_w_shade > 0:
         shading = limb_shading(c.rgb, c.mask, c.keypoints, photo.person.visibility)
-        rt.info(f"prep: legs' shading: {describe(shading, load_shading_calibration())}")
+        rt.info(f"prep: legs' shading: {describe(shading, load_shading_calibration(detector=photo.pose))}")
     total = settings.steps_keypoints + settings.steps_full
     with rt.progress(total, "prep: body fit") as bar:
         body = load_anny(on_first_build=rt.info)

@@ -37,12 +37,13 @@ def write_outputs(run, photo, crop, rgb, mask, keypoints, fit, front, back, grou
 
 def _keypoints_json(photo, crop, keypoints, fit) -> dict:
     """``keypoints.json``: the detected landmarks in crop pixels, the person box and the fitted landmarks."""
-    from humanref_cli.perception.person import MEDIAPIPE_ID
+    from humanref_cli.perception.person import detector_id
 
     person = photo.person
     box = crop.to_crop(np.array(person.box, np.float64).reshape(2, 2)).reshape(-1)
     return {
-        "source": MEDIAPIPE_ID,
+        "source": detector_id(photo.pose),
+        "pose_model": photo.pose,
         "person": photo.index,
         "people_found": photo.people,
         "pixel_convention": "crop pixels (u, v), pixel centres at i + 0.5",
