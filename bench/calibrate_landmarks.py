@@ -194,14 +194,13 @@ def main() -> None:
     args = ap.parse_args()
     args.work = args.work or Path("/tmp/hr_calib" + ("" if args.pose == "full" else f"_{args.pose}"))
     if args.pose == "heavy":
-        from humanref_cli.models.lock import load_lock
         from humanref_cli.models.store import find_model, resolve_models_dir
-        from humanref_cli.perception.pose_heavy import FILE_NAME, install
+        from humanref_cli.perception.pose_heavy import FILE_NAME, install, locked_sha256
 
         pulled = find_model("pose_heavy", resolve_models_dir(None))
         if pulled is None:
             raise SystemExit("the heavy pose model is not pulled: humanref models pull pose_heavy")
-        install(pulled / FILE_NAME, load_lock().spec("pose_heavy").sha256[FILE_NAME])
+        install(pulled / FILE_NAME, locked_sha256())
     seeds = _seeds(args.seeds)
     if min(seeds) < 100:
         raise SystemExit("calibration seeds must be >= 100: 0-99 are evaluation seeds")

@@ -86,10 +86,9 @@ def test_heavy_detection_where_installed(subject):
     prep, or ``bench/calibrate_landmarks.py --pose heavy``); CI has only the bundled full model."""
     from PIL import Image
 
-    from humanref_cli.models.lock import load_lock
     from humanref_cli.perception.person import detect_people
 
-    if not pose_heavy.installed(load_lock().spec("pose_heavy").sha256[pose_heavy.FILE_NAME]):
+    if not pose_heavy.installed(pose_heavy.locked_sha256()):
         pytest.skip("mediapipe's heavy pose model is not installed here")
     rgb = np.asarray(Image.open(subject / "image.png").convert("RGB"))
     full, heavy = detect_people(rgb, 2, "full"), detect_people(rgb, 2, "heavy")

@@ -26,12 +26,19 @@ def package_path() -> Path:
     return Path(mediapipe.__file__).resolve().parent / "modules" / "pose_landmark" / FILE_NAME
 
 
-def installed(sha256: str | None = None, target: Path | None = None) -> bool:
-    """Whether the heavy model is in mediapipe's package (and, given ``sha256``, is that file)."""
+def locked_sha256() -> str:
+    """The heavy model's sha256 as ``models.lock`` pins it (role ``pose_heavy``)."""
+    from humanref_cli.models.lock import load_lock
+
+    return load_lock().spec("pose_heavy").sha256[FILE_NAME]
+
+
+def installed(sha256: str, target: Path | None = None) -> bool:
+    """Whether mediapipe's package holds the heavy model with ``sha256``."""
     from humanref_cli.models.store import hash_file
 
     target = target or package_path()
-    return target.is_file() and (sha256 is None or hash_file(target) == sha256)
+    return target.is_file() and hash_file(target) == sha256
 
 
 def install(source: Path, sha256: str, target: Path | None = None) -> Path:

@@ -71,11 +71,10 @@ def pose_model(cfg: PrepConfig, found: dict[str, Path], rt) -> str:
                 "pose_heavy); using the bundled full model"
             )
         return "full"
-    from humanref_cli.models.lock import load_lock
-    from humanref_cli.perception.pose_heavy import FILE_NAME, install
+    from humanref_cli.perception.pose_heavy import FILE_NAME, install, locked_sha256
 
     try:
-        install(found["pose_heavy"] / FILE_NAME, load_lock().spec("pose_heavy").sha256[FILE_NAME])
+        install(found["pose_heavy"] / FILE_NAME, locked_sha256())
     except (OSError, ValueError) as exc:
         fix = "models pull pose_heavy --force" if isinstance(exc, ValueError) else "a writable install"
         rt.warn(
