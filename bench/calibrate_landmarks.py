@@ -121,6 +121,44 @@ def _depth_table(fit_obs: list[dict], held: list[dict], offsets: np.ndarray) -> 
     }
 
 
+def _elbow_table(fit_obs: list[dict], held: list[dict], offsets: np.ndarray) -> dict:
+    """Solve the elbows' bias along the upper arm on ``fit_obs`` (``elbow_bias``); print and return it."""
+    from humanref_cli.perception.elbow_bias import elbow_residuals, solve_elbow_bias
+
+    fit_r, held_r = elbow_residuals(fit_obs, offsets), elbow_residuals(held, offsets)
+    bias = solve_elbow_bias(fit_r)
+
+    def rms(res, corrected):
+        return [
+            round(float(np.sqrt(np.mean((r - (c1 * v + c0 if corrected else 0.0)) ** 2))), 4)
+            for (v, r), c1, c0 in zip(res, bias.slope, bias.intercept, strict=True)
+        ]
+
+    rows = {
+        "before_fit": rms(fit_r, False),
+        "after_fit": rms(fit_r, True),
+        "before_heldout": rms(held_r, False),
+        "after_heldout": rms(held_r, True),
+    }
+    print("elbow along the upper arm (fraction of its length): r = c1 v + c0")
+    for arm, side in enumerate("LR"):
+        v, r = fit_r[arm]
+        raised = v > 0.3
+        print(
+            f"  {side}: c1 {bias.slope[arm]:+.3f} c0 {bias.intercept[arm]:+.3f}  mean r hanging"
+            f" {r[~raised].mean():+.3f} raised {r[raised].mean():+.3f} ({raised.sum()} arms)  rms fit"
+            f" {rows['before_fit'][arm]:.3f} -> {rows['after_fit'][arm]:.3f}, held out"
+            f" {rows['before_heldout'][arm]:.3f} -> {rows['after_heldout'][arm]:.3f}"
+        )
+    return {
+        "arms": ["L", "R"],
+        "unit": "fraction of the detected upper arm's length, along it; v its upward component in the photo",
+        "slope": [round(x, 4) for x in bias.slope],
+        "intercept": [round(x, 4) for x in bias.intercept],
+        "rms": rows,
+    }
+
+
 def _shading_table(
     seeds: list[int], observations: list[dict], work: Path, offsets: np.ndarray, holdout: int
 ) -> dict:
@@ -231,6 +269,7 @@ def main() -> None:
     means = {k: float(np.nanmean(v)) for k, v in table.items()}
     print("mean px:", {k: round(v, 2) for k, v in means.items()})
     depth = _depth_table(fit_obs, held, offsets)
+    elbows = _elbow_table(fit_obs, held, offsets)
     kept_seeds = fitted_seeds + held_seeds
     shading = _shading_table(kept_seeds, fit_obs + held, args.work, offsets, len(held_seeds))
     data = {
@@ -244,6 +283,7 @@ def main() -> None:
         "offsets": np.round(offsets, 5).tolist(),
         "mean_residual_px": {k: round(v, 3) for k, v in means.items()},
         "depth_directions": depth,
+        "elbow_along": elbows,
         "shading_pairs": shading,
     }
     write_json(ROOT / "humanref_cli" / "data" / CALIBRATION_FILES[args.pose], data)
