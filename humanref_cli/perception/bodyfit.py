@@ -251,8 +251,9 @@ def _initial_params(
 
 def _fit_targets(body, keypoints_px, visibility, mask, s, world, limb_shading):
     """What the fit compares the body with, on the body's device and dtype: keypoints in the plane
-    ``(33, 2)``, their weights ``conf (33,)``, the silhouette target, mediapipe's world directions (or
-    None), the detector offsets, the depth and shading calibrations (None when off)."""
+    ``(33, 2)`` (with the offsets on, the elbows moved as :mod:`elbow_bias` says), their weights
+    ``conf (33,)``, the silhouette target, mediapipe's world directions (or None), the detector
+    offsets, the depth and shading calibrations (None when off)."""
     res = mask.shape[0]
     dtype = body.dtype
     elbows = load_elbow_bias(s.detector) if s.detector_offsets else None
