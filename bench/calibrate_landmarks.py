@@ -4,12 +4,13 @@ per body segment and how the legs' shading tells which leg is forward (the maths
 render synthetic subjects with known pose, run mediapipe on each photo, solve the per-landmark
 offsets, the per-segment depth calibration and the shading calibration, report the residuals before
 and after on the fitted seeds and on held-out ones. Subjects where mediapipe fails outright (mean
-residual > 25 px) are left out and listed. The calibration seeds (default 1000-1047) are disjoint
-from the evaluation seeds (0-99) used by the tests and bench/synthetic.py.
+residual > 25 px) are left out and listed. The calibration seeds (default 1000-1047 and 1064-1463; the
+last 40 kept are held out) are disjoint from the evaluation seeds (0-99) used by the tests and
+bench/synthetic.py and from bench/prep.py's held-out subjects (1048-1063).
 
 Usage::
 
-    python bench/calibrate_landmarks.py [--seeds 1000-1047] [--work /tmp/hr_calib] [--pose heavy]
+    python bench/calibrate_landmarks.py [--seeds 1000-1047,1064-1463] [--work /tmp/hr_calib] [--pose heavy]
 
 Writes ``humanref_cli/data/mediapipe_anny_offsets.json`` and ``bench/results/calibrate_landmarks.json``
 (``--pose heavy``: mediapipe's heavy landmark model, installed first with ``humanref models pull
@@ -30,8 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _seeds(spec: str) -> list[int]:
-    a, _, b = spec.partition("-")
-    return list(range(int(a), int(b or a) + 1))
+    """``"a-b,c,d-e"`` -> the seeds, ranges inclusive."""
+    out: list[int] = []
+    for part in spec.split(","):
+        a, _, b = part.partition("-")
+        out += range(int(a), int(b or a) + 1)
+    return out
 
 
 def _observe(seed: int, work: Path, body, pose: str) -> dict:
@@ -85,20 +90,35 @@ def _segment_depths(observations: list[dict], offsets: np.ndarray) -> tuple[np.n
 
 def _depth_table(fit_obs: list[dict], held: list[dict], offsets: np.ndarray) -> dict:
     """Solve the depth calibration on ``fit_obs``; print and return it with its residuals."""
-    from humanref_cli.perception.depth_calibration import RIDGE, SEGMENTS, solve_depth_calibration
+    from humanref_cli.perception.depth_calibration import (
+        CONDITIONED,
+        RIDGE,
+        SEGMENTS,
+        segment_up,
+        solve_depth_calibration,
+    )
 
     truth, detected = _segment_depths(fit_obs, offsets)
     h_truth, h_detected = _segment_depths(held, offsets)
-    scale, bias, sigma = solve_depth_calibration(truth, detected)
+    up, h_up = (np.stack([segment_up(o["keypoints"]) for o in obs]) for obs in (fit_obs, held))
+    conditioned = tuple(list(SEGMENTS).index(n) for n in CONDITIONED)
+    scale, bias, sigma, up_scale, up_bias = solve_depth_calibration(
+        truth, detected, up=up, conditioned=conditioned
+    )
+    plain = solve_depth_calibration(truth, detected)
+
+    def predict(m, v):
+        return (scale + up_scale * v) * m + bias + up_bias * v
 
     def rms(t, d):
         return np.sqrt(np.mean((t - d) ** 2, axis=0))
 
     rows = {
         "before_fit": rms(truth, detected),
-        "after_fit": rms(truth, scale * detected + bias),
+        "after_fit": rms(truth, predict(detected, up)),
         "before_heldout": rms(h_truth, h_detected),
-        "after_heldout": rms(h_truth, scale * h_detected + bias),
+        "after_heldout": rms(h_truth, predict(h_detected, h_up)),
+        "after_heldout_unconditioned": rms(h_truth, plain[0] * h_detected + plain[1]),
         "sign_agreement_fit": np.mean(np.sign(truth) == np.sign(detected), axis=0),
     }
     print(
@@ -109,6 +129,7 @@ def _depth_table(fit_obs: list[dict], held: list[dict], offsets: np.ndarray) -> 
         print(
             f"{name:12s} {scale[k]:6.2f} {bias[k]:+6.2f} {sigma[k]:6.3f}  {rows['before_fit'][k]:9.3f} "
             f"{rows['after_fit'][k]:6.3f}  {rows['before_heldout'][k]:12.3f} {rows['after_heldout'][k]:6.3f}"
+            f" (unconditioned {rows['after_heldout_unconditioned'][k]:.3f})"
             f"  {rows['sign_agreement_fit'][k]:5.2f}"
         )
     return {
@@ -117,6 +138,9 @@ def _depth_table(fit_obs: list[dict], held: list[dict], offsets: np.ndarray) -> 
         "scale": np.round(scale, 4).tolist(),
         "bias": np.round(bias, 4).tolist(),
         "sigma": np.round(sigma, 4).tolist(),
+        "conditioned": list(CONDITIONED),
+        "up_scale": np.round(up_scale, 4).tolist(),
+        "up_bias": np.round(up_bias, 4).tolist(),
         "rms": {k: np.round(v, 4).tolist() for k, v in rows.items()},
     }
 
@@ -225,8 +249,8 @@ def main() -> None:
     from humanref_cli.synth.subject import MEDIAPIPE_NAMES
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", default="1000-1047", help="calibration seeds, 'a-b' inclusive")
-    ap.add_argument("--holdout", type=int, default=8, help="last N seeds only measured, not fitted")
+    ap.add_argument("--seeds", default="1000-1047,1064-1463", help="calibration seeds, 'a-b,c' inclusive")
+    ap.add_argument("--holdout", type=int, default=40, help="last N seeds only measured, not fitted")
     ap.add_argument("--work", type=Path, default=None, help="default /tmp/hr_calib[_heavy]")
     ap.add_argument("--pose", choices=list(POSE_MODELS), default="full", help="mediapipe's landmark model")
     args = ap.parse_args()

@@ -159,3 +159,53 @@ def test_fit_body_starts_from_init_when_given(anny_body):
     assert got.params.scale == pytest.approx(1.5) and got.keypoint_error_px < 0.5
     rest = fit_body(anny_body, keypoints, visibility, mask, settings)
     assert "upperarm01.L" not in rest.params.pose and rest.keypoint_error_px > 2.0
+
+
+def test_solve_recovers_a_relation_that_depends_on_the_direction():
+    """``x = (a + e v) m + b + c v`` on the conditioned segment, plain ``a m + b`` elsewhere."""
+    rng = np.random.default_rng(2)
+    n = 600
+    detected, up = rng.uniform(-0.8, 0.8, (n, 2)), rng.uniform(-1, 1, (n, 2))
+    a, e, b, c = 0.6, -0.4, -0.1, -0.25
+    truth = np.stack([(a + e * up[:, 0]) * detected[:, 0] + b + c * up[:, 0], 0.9 * detected[:, 1] + 0.05], 1)
+    truth += rng.normal(0, 0.01, truth.shape)
+    scale, bias, sigma, up_scale, up_bias = solve_depth_calibration(
+        truth, detected, ridge=0.01, up=up, conditioned=(0,)
+    )
+    np.testing.assert_allclose([scale[0], up_scale[0], bias[0], up_bias[0]], [a, e, b, c], atol=0.01)
+    np.testing.assert_allclose([scale[1], bias[1], up_scale[1], up_bias[1]], [0.9, 0.05, 0.0, 0.0], atol=0.01)
+    assert (sigma < 0.02).all()
+    plain = solve_depth_calibration(truth, detected, ridge=0.01)
+    assert plain[2][0] > 5 * sigma[0]  # one line cannot follow the direction's effect
+
+
+def test_at_direction_folds_the_direction_into_scale_and_bias():
+    cal = DepthCalibration(
+        scale=torch.tensor([0.5, 1.0]),
+        bias=torch.tensor([0.1, 0.0]),
+        sigma=torch.tensor([0.2, 0.1]),
+        up_scale=torch.tensor([-0.4, 0.0]),
+        up_bias=torch.tensor([-0.2, 0.0]),
+    )
+    at = cal.at_direction(np.array([0.5, -1.0]))
+    torch.testing.assert_close(
+        at.target(torch.tensor([0.3, 0.3])), torch.tensor([(0.5 - 0.2) * 0.3 + 0.0, 0.3])
+    )
+    torch.testing.assert_close(at.sigma, cal.sigma)
+    plain = DepthCalibration(cal.scale, cal.bias, cal.sigma)
+    assert plain.at_direction(np.array([0.5, -1.0])) is plain
+
+
+def test_packaged_table_conditions_the_upper_arms_only():
+    """Measured (docs/decisions.md 4aa): a raised upper arm's mediapipe depth is too far forward, so
+    the bias falls as the arm rises (c < 0) on both sides."""
+    from humanref_cli.perception.depth_calibration import CONDITIONED
+
+    cal = load_depth_calibration(torch.float64)
+    assert cal.up_scale is not None and cal.up_bias is not None
+    names = list(SEGMENTS)
+    for k, name in enumerate(names):
+        if name in CONDITIONED:
+            assert cal.up_bias[k] < 0
+        else:
+            assert cal.up_scale[k] == 0 and cal.up_bias[k] == 0

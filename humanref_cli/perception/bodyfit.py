@@ -61,6 +61,7 @@ from humanref_cli.perception.depth_calibration import (
     load_depth_calibration,
     mediapipe_world_to_axes,
     segment_depth,
+    segment_up,
 )
 from humanref_cli.perception.elbow_bias import correct_elbows, load_elbow_bias
 from humanref_cli.perception.fit_silhouette import SilhouetteTarget, pixels_to_plane, plane_to_pixels
@@ -256,6 +257,7 @@ def _fit_targets(body, keypoints_px, visibility, mask, s, world, limb_shading):
     offsets, the depth and shading calibrations (None when off)."""
     res = mask.shape[0]
     dtype = body.dtype
+    up = segment_up(keypoints_px)  # before the elbows move: the calibration reads the detections
     elbows = load_elbow_bias(s.detector) if s.detector_offsets else None
     if elbows is not None:
         keypoints_px = correct_elbows(keypoints_px, elbows)
@@ -273,7 +275,7 @@ def _fit_targets(body, keypoints_px, visibility, mask, s, world, limb_shading):
     offsets = detector_offsets(dtype, s.detector).to(body.device) if s.detector_offsets else None
     depth_cal = None
     if s.depth_calibration and world_t is not None:
-        depth_cal = load_depth_calibration(dtype, body.device, s.detector)
+        depth_cal = load_depth_calibration(dtype, body.device, s.detector).at_direction(up)
     shading = None
     shade_cal = None
     if limb_shading is not None and s.w_shade > 0:
