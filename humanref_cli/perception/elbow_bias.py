@@ -1,13 +1,13 @@
 """mediapipe puts the elbow of a raised arm nearer the shoulder.
 
 The landmark offsets (:mod:`landmark_offsets`) hold one offset per landmark in its bone's frame, the
-same in every pose. The elbow's error is not the same in every pose: measured along the detected
-upper arm after the offsets, it sits a little beyond anny's elbow on a hanging arm and well short of
-it on a raised one (calibration seeds, left / right: +3.5 / +3.2 px at 512² on the 39 / 39 hanging arms,
--9.4 / -8.3 px on the 7 / 8 raised ones). A fit that trusts the short upper arm makes it up in depth:
-the raised upper arm swings towards the camera (docs/decisions.md 4x, 4aa). So the elbow's error along
-the arm, as a fraction of the detected upper arm's length ``ℓ``, is modelled per side as a line in how
-far the arm is raised::
+same in every pose. The elbow's error is not the same in every pose: measured along the detected upper
+arm after the offsets, it sits at anny's elbow on a hanging arm and short of it on a raised one (the
+calibration's 396 fitted subjects, left / right: +0.009 / +0.004 of the upper arm's length on the
+hanging arms, -0.155 / -0.079 on the 44 / 47 raised ones). A fit that trusts the short upper arm makes
+it up in depth: the raised upper arm swings towards the camera (docs/decisions.md 4x, 4aa). So the
+elbow's error along the arm, as a fraction of the detected upper arm's length ``ℓ``, is modelled per
+side as a line in how far the arm is raised::
 
     r = c₁ v + c₀,     v = -û_y,     û = (k_elbow - k_shoulder) / ℓ     (image y down)
 
