@@ -209,3 +209,25 @@ def test_packaged_table_conditions_the_upper_arms_only():
             assert cal.up_bias[k] < 0
         else:
             assert cal.up_scale[k] == 0 and cal.up_bias[k] == 0
+
+
+def test_the_fit_conditions_the_calibration_on_the_detected_directions(anny_body):
+    """``_fit_targets`` evaluates the packaged calibration at the photo's ``v`` of the raw detections
+    (before the elbows move), so a raised upper arm gets another target than a hanging one."""
+    from humanref_cli.perception.bodyfit import FitSettings, _fit_targets
+    from humanref_cli.perception.depth_calibration import segment_up
+
+    rng = np.random.default_rng(3)
+    kp = rng.uniform(40, 200, (33, 2))
+    kp[11], kp[13] = (140.0, 100.0), (150.0, 60.0)  # left upper arm raised
+    kp[12], kp[14] = (100.0, 100.0), (95.0, 150.0)  # right upper arm hanging
+    mask = np.zeros((256, 256), bool)
+    mask[30:220, 30:220] = True
+    world = rng.normal(0, 0.3, (33, 3))
+    depth_cal = _fit_targets(anny_body, kp, np.ones(33), mask, FitSettings(), world, None)[5]
+    packaged = load_depth_calibration(depth_cal.scale.dtype)
+    v = torch.as_tensor(segment_up(kp), dtype=packaged.scale.dtype)
+    torch.testing.assert_close(depth_cal.scale, packaged.scale + packaged.up_scale * v)
+    torch.testing.assert_close(depth_cal.bias, packaged.bias + packaged.up_bias * v)
+    names = list(SEGMENTS)
+    assert v[names.index("upperarm.L")] > 0.9 and v[names.index("upperarm.R")] < -0.9
