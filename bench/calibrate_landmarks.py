@@ -92,8 +92,12 @@ def _depth_table(fit_obs: list[dict], held: list[dict], offsets: np.ndarray) -> 
     """Solve the depth calibration on ``fit_obs``; print and return it with its residuals."""
     from humanref_cli.perception.depth_calibration import (
         CONDITIONED,
+        FORESHORTENED,
         RIDGE,
         SEGMENTS,
+        SHORTENING_PERCENTILE,
+        segment_lengths,
+        segment_shortening,
         segment_up,
         solve_depth_calibration,
     )
@@ -102,23 +106,34 @@ def _depth_table(fit_obs: list[dict], held: list[dict], offsets: np.ndarray) -> 
     h_truth, h_detected = _segment_depths(held, offsets)
     up, h_up = (np.stack([segment_up(o["keypoints"]) for o in obs]) for obs in (fit_obs, held))
     conditioned = tuple(list(SEGMENTS).index(n) for n in CONDITIONED)
-    scale, bias, sigma, up_scale, up_bias = solve_depth_calibration(
-        truth, detected, up=up, conditioned=conditioned
+    shortened = tuple(list(SEGMENTS).index(n) for n in FORESHORTENED)
+    lengths = np.stack([segment_lengths(o["keypoints"]) for o in fit_obs])
+    rho = np.zeros(len(SEGMENTS))
+    rho[list(shortened)] = np.percentile(lengths[:, list(shortened)], SHORTENING_PERCENTILE, axis=0)
+    g, h_g = (np.stack([segment_shortening(o["keypoints"], rho) for o in obs]) for obs in (fit_obs, held))
+    cal = solve_depth_calibration(
+        truth, detected, up=up, conditioned=conditioned, curved=True, shortening=g, shortened=shortened
     )
+    scale, bias, sigma = cal["scale"], cal["bias"], cal["sigma"]
+    unread = solve_depth_calibration(truth, detected, up=up, conditioned=conditioned, curved=True)
+    straight = solve_depth_calibration(truth, detected, up=up, conditioned=conditioned)
     plain = solve_depth_calibration(truth, detected)
 
-    def predict(m, v):
-        return (scale + up_scale * v) * m + bias + up_bias * v
+    def predict(c, m, v, g):
+        linear = (c["scale"] + c["up_scale"] * v) * m + c["bias"] + c["up_bias"] * v
+        return linear + c["curve"] * m * np.abs(m) + c["shortening"] * g * np.sign(m)
 
     def rms(t, d):
         return np.sqrt(np.mean((t - d) ** 2, axis=0))
 
     rows = {
         "before_fit": rms(truth, detected),
-        "after_fit": rms(truth, predict(detected, up)),
+        "after_fit": rms(truth, predict(cal, detected, up, g)),
         "before_heldout": rms(h_truth, h_detected),
-        "after_heldout": rms(h_truth, predict(h_detected, h_up)),
-        "after_heldout_unconditioned": rms(h_truth, plain[0] * h_detected + plain[1]),
+        "after_heldout": rms(h_truth, predict(cal, h_detected, h_up, h_g)),
+        "after_heldout_unshortened": rms(h_truth, predict(unread, h_detected, h_up, h_g)),
+        "after_heldout_straight": rms(h_truth, predict(straight, h_detected, h_up, h_g)),
+        "after_heldout_unconditioned": rms(h_truth, predict(plain, h_detected, h_up, h_g)),
         "sign_agreement_fit": np.mean(np.sign(truth) == np.sign(detected), axis=0),
     }
     print(
@@ -129,7 +144,9 @@ def _depth_table(fit_obs: list[dict], held: list[dict], offsets: np.ndarray) -> 
         print(
             f"{name:12s} {scale[k]:6.2f} {bias[k]:+6.2f} {sigma[k]:6.3f}  {rows['before_fit'][k]:9.3f} "
             f"{rows['after_fit'][k]:6.3f}  {rows['before_heldout'][k]:12.3f} {rows['after_heldout'][k]:6.3f}"
-            f" (unconditioned {rows['after_heldout_unconditioned'][k]:.3f})"
+            f" (unshortened {rows['after_heldout_unshortened'][k]:.3f},"
+            f" straight {rows['after_heldout_straight'][k]:.3f},"
+            f" unconditioned {rows['after_heldout_unconditioned'][k]:.3f})"
             f"  {rows['sign_agreement_fit'][k]:5.2f}"
         )
     return {
@@ -139,8 +156,12 @@ def _depth_table(fit_obs: list[dict], held: list[dict], offsets: np.ndarray) -> 
         "bias": np.round(bias, 4).tolist(),
         "sigma": np.round(sigma, 4).tolist(),
         "conditioned": list(CONDITIONED),
-        "up_scale": np.round(up_scale, 4).tolist(),
-        "up_bias": np.round(up_bias, 4).tolist(),
+        "up_scale": np.round(cal["up_scale"], 4).tolist(),
+        "up_bias": np.round(cal["up_bias"], 4).tolist(),
+        "curve": np.round(cal["curve"], 4).tolist(),
+        "foreshortened": list(FORESHORTENED),
+        "shortening": np.round(cal["shortening"], 4).tolist(),
+        "rho": np.round(rho, 4).tolist(),
         "rms": {k: np.round(v, 4).tolist() for k, v in rows.items()},
     }
 
@@ -150,35 +171,41 @@ def _elbow_table(fit_obs: list[dict], held: list[dict], offsets: np.ndarray) -> 
     from humanref_cli.perception.elbow_bias import elbow_residuals, solve_elbow_bias
 
     fit_r, held_r = elbow_residuals(fit_obs, offsets), elbow_residuals(held, offsets)
-    bias = solve_elbow_bias(fit_r)
+    bias, line = solve_elbow_bias(fit_r), solve_elbow_bias(fit_r, depth=False)
 
-    def rms(res, corrected):
+    def rms(res, b):
         return [
-            round(float(np.sqrt(np.mean((r - (c1 * v + c0 if corrected else 0.0)) ** 2))), 4)
-            for (v, r), c1, c0 in zip(res, bias.slope, bias.intercept, strict=True)
+            round(float(np.sqrt(np.mean((r - (0.0 if b is None else b.along(arm, v, m))) ** 2))), 4)
+            for arm, (v, r, m) in enumerate(res)
         ]
 
     rows = {
-        "before_fit": rms(fit_r, False),
-        "after_fit": rms(fit_r, True),
-        "before_heldout": rms(held_r, False),
-        "after_heldout": rms(held_r, True),
+        "before_fit": rms(fit_r, None),
+        "after_fit": rms(fit_r, bias),
+        "before_heldout": rms(held_r, None),
+        "after_heldout": rms(held_r, bias),
+        "after_heldout_line": rms(held_r, line),
     }
-    print("elbow along the upper arm (fraction of its length): r = c1 v + c0")
+    print("elbow along the upper arm (fraction of its length): r = c1 v + c0 + c2 m + c3 v m")
     for arm, side in enumerate("LR"):
-        v, r = fit_r[arm]
+        v, r, _ = fit_r[arm]
         raised = v > 0.3
         print(
-            f"  {side}: c1 {bias.slope[arm]:+.3f} c0 {bias.intercept[arm]:+.3f}  mean r hanging"
-            f" {r[~raised].mean():+.3f} raised {r[raised].mean():+.3f} ({raised.sum()} arms)  rms fit"
-            f" {rows['before_fit'][arm]:.3f} -> {rows['after_fit'][arm]:.3f}, held out"
-            f" {rows['before_heldout'][arm]:.3f} -> {rows['after_heldout'][arm]:.3f}"
+            f"  {side}: c1 {bias.slope[arm]:+.3f} c0 {bias.intercept[arm]:+.3f}"
+            f" c2 {bias.depth_slope[arm]:+.3f} c3 {bias.cross[arm]:+.3f}"
+            f"  mean r hanging {r[~raised].mean():+.3f} raised {r[raised].mean():+.3f}"
+            f" ({raised.sum()} arms)  rms fit {rows['before_fit'][arm]:.3f} -> {rows['after_fit'][arm]:.3f},"
+            f" held out {rows['before_heldout'][arm]:.3f} -> {rows['after_heldout'][arm]:.3f}"
+            f" (line in v alone {rows['after_heldout_line'][arm]:.3f})"
         )
     return {
         "arms": ["L", "R"],
-        "unit": "fraction of the detected upper arm's length, along it; v its upward component in the photo",
+        "unit": "fraction of the detected upper arm's length, along it; v its upward component in the photo,"
+        " m mediapipe's depth component of it",
         "slope": [round(x, 4) for x in bias.slope],
         "intercept": [round(x, 4) for x in bias.intercept],
+        "depth_slope": [round(x, 4) for x in bias.depth_slope],
+        "cross": [round(x, 4) for x in bias.cross],
         "rms": rows,
     }
 
@@ -209,9 +236,8 @@ def _shading_table(
     print(f"{'pair':8s} {'a':>6s} {'b':>6s} {'sigma':>6s}  held-out rms  sign (|truth| > 0.15)  used")
     for p, name in enumerate(PAIRS):
         f, h = valid[:n_fit, p], valid[n_fit:, p]
-        a, b, sig = solve_depth_calibration(
-            truth[:n_fit][f, p : p + 1], measured[:n_fit][f, p : p + 1], ridge=0.0
-        )
+        line = solve_depth_calibration(truth[:n_fit][f, p : p + 1], measured[:n_fit][f, p : p + 1], ridge=0.0)
+        a, b, sig = line["scale"], line["bias"], line["sigma"]
         scale[p], bias[p], sigma[p] = a[0], b[0], sig[0]
         held_rms = float(np.sqrt(np.mean((a[0] * measured[n_fit:][h, p] + b[0] - truth[n_fit:][h, p]) ** 2)))
         big = valid[:, p] & (np.abs(truth[:, p]) > 0.15)

@@ -12,6 +12,8 @@ from humanref_cli.perception.depth_calibration import (
     load_depth_calibration,
     mediapipe_world_to_axes,
     segment_depth,
+    segment_lengths,
+    segment_shortening,
     solve_depth_calibration,
 )
 
@@ -41,7 +43,8 @@ def test_solve_recovers_a_known_linear_relation():
     a, b = np.array([0.5, 1.0, 0.8]), np.array([0.2, -0.1, 0.0])
     noise = np.array([0.01, 0.05, 0.1])
     truth = a * detected + b + rng.normal(size=detected.shape) * noise
-    scale, bias, sigma = solve_depth_calibration(truth, detected, ridge=0.01)
+    cal = solve_depth_calibration(truth, detected, ridge=0.01)
+    scale, bias, sigma = cal["scale"], cal["bias"], cal["sigma"]
     np.testing.assert_allclose(scale, a, atol=0.03)
     np.testing.assert_allclose(bias, b, atol=0.02)
     np.testing.assert_allclose(sigma, noise, rtol=0.15)
@@ -51,7 +54,8 @@ def test_ridge_keeps_an_undetermined_scale_at_one():
     """All detections equal: the slope is not identified, the ridge holds it at 1, b takes the rest."""
     detected = np.full((10, 1), 0.3)
     truth = np.full((10, 1), 0.5)
-    scale, bias, sigma = solve_depth_calibration(truth, detected, ridge=0.5)
+    cal = solve_depth_calibration(truth, detected, ridge=0.5)
+    scale, bias, sigma = cal["scale"], cal["bias"], cal["sigma"]
     assert scale[0] == pytest.approx(1.0)
     assert bias[0] == pytest.approx(0.2)
     assert sigma[0] == pytest.approx(0.0, abs=1e-12)
@@ -169,14 +173,40 @@ def test_solve_recovers_a_relation_that_depends_on_the_direction():
     a, e, b, c = 0.6, -0.4, -0.1, -0.25
     truth = np.stack([(a + e * up[:, 0]) * detected[:, 0] + b + c * up[:, 0], 0.9 * detected[:, 1] + 0.05], 1)
     truth += rng.normal(0, 0.01, truth.shape)
-    scale, bias, sigma, up_scale, up_bias = solve_depth_calibration(
-        truth, detected, ridge=0.01, up=up, conditioned=(0,)
-    )
-    np.testing.assert_allclose([scale[0], up_scale[0], bias[0], up_bias[0]], [a, e, b, c], atol=0.01)
-    np.testing.assert_allclose([scale[1], bias[1], up_scale[1], up_bias[1]], [0.9, 0.05, 0.0, 0.0], atol=0.01)
-    assert (sigma < 0.02).all()
+    cal = solve_depth_calibration(truth, detected, ridge=0.01, up=up, conditioned=(0,))
+    got = [cal[k][0] for k in ("scale", "up_scale", "bias", "up_bias")]
+    np.testing.assert_allclose(got, [a, e, b, c], atol=0.01)
+    got = [cal[k][1] for k in ("scale", "bias", "up_scale", "up_bias", "curve")]
+    np.testing.assert_allclose(got, [0.9, 0.05, 0.0, 0.0, 0.0], atol=0.01)
+    assert (cal["sigma"] < 0.02).all()
     plain = solve_depth_calibration(truth, detected, ridge=0.01)
-    assert plain[2][0] > 5 * sigma[0]  # one line cannot follow the direction's effect
+    assert plain["sigma"][0] > 5 * cal["sigma"][0]  # one line cannot follow the direction's effect
+
+
+def test_solve_recovers_a_bent_response():
+    """``x = a m + b + q m |m|`` with ``curved``; a straight line leaves the bend in its residual."""
+    rng = np.random.default_rng(3)
+    detected = rng.uniform(-1, 1, (500, 1))
+    truth = 0.3 * detected + 0.4 + 0.5 * detected * np.abs(detected) + rng.normal(0, 0.01, detected.shape)
+    cal = solve_depth_calibration(truth, detected, ridge=0.01, curved=True)
+    np.testing.assert_allclose([cal["scale"][0], cal["bias"][0], cal["curve"][0]], [0.3, 0.4, 0.5], atol=0.02)
+    assert cal["sigma"][0] < 0.02
+    assert solve_depth_calibration(truth, detected, ridge=0.01)["sigma"][0] > 3 * cal["sigma"][0]
+
+
+def test_target_bends_with_the_curve_and_keeps_it_at_a_direction():
+    cal = DepthCalibration(
+        scale=torch.tensor([0.5]),
+        bias=torch.tensor([0.1]),
+        sigma=torch.tensor([0.2]),
+        up_scale=torch.tensor([0.2]),
+        up_bias=torch.tensor([0.0]),
+        curve=torch.tensor([0.4]),
+    )
+    m = torch.tensor([-0.5])
+    torch.testing.assert_close(cal.target(m), torch.tensor([0.5 * -0.5 + 0.1 + 0.4 * -0.25]))
+    at = cal.at_direction(np.array([1.0]))
+    torch.testing.assert_close(at.target(m), torch.tensor([0.7 * -0.5 + 0.1 + 0.4 * -0.25]))
 
 
 def test_at_direction_folds_the_direction_into_scale_and_bias():
@@ -231,3 +261,68 @@ def test_the_fit_conditions_the_calibration_on_the_detected_directions(anny_body
     torch.testing.assert_close(depth_cal.bias, packaged.bias + packaged.up_bias * v)
     names = list(SEGMENTS)
     assert v[names.index("upperarm.L")] > 0.9 and v[names.index("upperarm.R")] < -0.9
+    g = torch.as_tensor(segment_shortening(kp, packaged.rho.numpy()), dtype=packaged.scale.dtype)
+    torch.testing.assert_close(depth_cal.signed, packaged.shortening * g)
+
+
+def test_segment_lengths_and_shortening():
+    kp = np.zeros((33, 2))
+    kp[[11, 12]] = (110.0, 100.0), (90.0, 100.0)  # shoulders' midpoint (100, 100)
+    kp[[23, 24]] = (110.0, 200.0), (90.0, 200.0)  # hips' midpoint (100, 200): torso 100 px
+    kp[13], kp[15] = (110.0, 150.0), (140.0, 150.0)  # left forearm 30 px
+    kp[14], kp[16] = (90.0, 150.0), (90.0, 220.0)  # right forearm 70 px
+    names = list(SEGMENTS)
+    fl, fr = names.index("forearm.L"), names.index("forearm.R")
+    lengths = segment_lengths(kp)
+    assert lengths[fl] == pytest.approx(0.3) and lengths[fr] == pytest.approx(0.7)
+    rho = np.zeros(len(SEGMENTS))
+    rho[[fl, fr]] = 0.5
+    g = segment_shortening(kp, rho)
+    assert g[fl] == pytest.approx(0.8)  # sqrt(1 - 0.6²)
+    assert g[fr] == 0.0  # longer than the full length: in the plane
+    assert (np.delete(g, [fl, fr]) == 0).all()  # not read where rho is 0
+    assert (segment_lengths(np.zeros((33, 2))) == 0).all()  # no torso: nothing read
+
+
+def test_solve_recovers_the_shortening_term():
+    rng = np.random.default_rng(5)
+    detected, g = rng.uniform(-1, 1, (400, 2)), rng.uniform(0, 1, (400, 2))
+    truth = 0.5 * detected + 0.1 + np.stack([0.4 * g[:, 0] * np.sign(detected[:, 0]), np.zeros(400)], 1)
+    truth += rng.normal(0, 0.01, truth.shape)
+    cal = solve_depth_calibration(truth, detected, ridge=0.01, shortening=g, shortened=(0,))
+    np.testing.assert_allclose(cal["shortening"], [0.4, 0.0], atol=0.02)
+    np.testing.assert_allclose(cal["scale"], [0.5, 0.5], atol=0.03)
+    assert (cal["sigma"] < 0.02).all()
+
+
+def test_at_keypoints_adds_the_signed_shortening():
+    kp = np.zeros((33, 2))
+    kp[[11, 12, 23, 24]] = (110.0, 100.0), (90.0, 100.0), (110.0, 200.0), (90.0, 200.0)
+    kp[13], kp[15] = (110.0, 150.0), (140.0, 150.0)  # left forearm 0.3 torsos, sideways (v = 0)
+    names = list(SEGMENTS)
+    n, fl = len(SEGMENTS), names.index("forearm.L")
+    rho, p = torch.zeros(n), torch.zeros(n)
+    rho[fl], p[fl] = 0.5, 0.3
+    cal = DepthCalibration(torch.ones(n), torch.zeros(n), torch.ones(n), shortening=p, rho=rho)
+    at = cal.at_keypoints(kp)
+    m = torch.full((n,), -0.2)
+    expected = m.clone()
+    expected[fl] = -0.2 - 0.3 * 0.8  # mediapipe's sign, the photo's amount
+    torch.testing.assert_close(at.target(m), expected)
+    assert (
+        cal.signed is None
+        and DepthCalibration(cal.scale, cal.bias, cal.sigma).at_keypoints(kp).signed is None
+    )
+
+
+def test_packaged_table_reads_the_forearms_foreshortening():
+    """Measured (docs/decisions.md 4ab): a forearm shorter in the photo points further out of it."""
+    from humanref_cli.perception.depth_calibration import FORESHORTENED
+
+    cal = load_depth_calibration(torch.float64)
+    assert cal.shortening is not None and cal.rho is not None
+    for k, name in enumerate(SEGMENTS):
+        if name in FORESHORTENED:
+            assert cal.shortening[k] > 0 and 0.2 < cal.rho[k] < 1.0
+        else:
+            assert cal.shortening[k] == 0 and cal.rho[k] == 0

@@ -13,25 +13,27 @@ order one and the prior weights mean the same at any resolution), minimised with
       + w_pose (mean_j Σ_k a_jk θ_jk² + 10 Σ_knees (θ_y² + θ_z² + relu(-θ_x)²)   pose prior, knees
                 + 1000 Σ_elbows (θ_y² + θ_z² + relu(θ_x)²))                          and elbows hinge
       + w_shape ||β - 0.5||²                                             phenotype prior
-      + w_dir  100 Σ_s c_s ω_s (d̂_s,x - a_s ŵ_s,x - b_s)² / Σ_s c_s ω_s  depth of each segment
+      + w_dir  100 Σ_s c_s ω_s (d̂_s,x - t_s(ŵ_s,x))² / Σ_s c_s ω_s     depth of each segment
       + w_shade Σ_p (d̂_L,x - d̂_R,x - a_p m_p - b_p)² / σ_p² / P           which leg is forward (shading)
       + w_upright 100 r_y²                                               no lean towards the camera
 
 ``J_i`` are anny's landmarks moved to where mediapipe puts them (:func:`detector_landmarks`, offsets
 calibrated by ``bench/calibrate_landmarks.py``); ``k_i`` the detections, the elbows moved along the upper
-arm by how far the arm is raised (:mod:`elbow_bias`). ``D_out`` is the distance transform of the outside of
-the mask (0 inside), ``b`` sampled points of the mask's boundary (:mod:`fit_silhouette`). The front view
-alone cannot tell an arm raised forward from one raised backward, nor which leg strides forward: for the
-limb segments and the shoulder and hip lines ``s = (a, b)``, ``d̂_s`` is the fitted unit direction and
-``ŵ_s`` the one of mediapipe's metric world landmarks; only their depth components (``x``, towards the
-camera) are compared, since the keypoints already fix the rest. mediapipe's depth is better for some
-segments than for others: ``a_s, b_s`` and the weights ``ω_s ∝ 1/σ_s²`` are calibrated against the truth on
-synthetic subjects (:mod:`depth_calibration`; ``a = 1, b = 0, ω = 1`` without it). mediapipe's thighs are no
-better than chance, so a stride is read from the photo's shading instead: ``m_p`` compares the brightness of
-the left and right thigh (shin), ``P`` counts the pairs measured (:mod:`shading_cue`; the pairs whose two
-limbs differ in colour are left out); weighted by the calibration's residual ``σ_p``, as the direction term
-is with ``σ ≈ 0.1`` (``100 = 0.1⁻²``). ``r_y`` is the global rotation about the image's horizontal axis (a
-lean towards or away from the camera, also invisible from the front).
+arm by how far the arm is raised and how mediapipe sees it point in depth (:mod:`elbow_bias`). ``D_out`` is
+the distance transform of the outside of the mask (0 inside), ``b`` sampled points of the mask's boundary
+(:mod:`fit_silhouette`). The front view alone cannot tell an arm raised forward from one raised backward,
+nor which leg strides forward: for the limb segments and the shoulder and hip lines ``s = (a, b)``, ``d̂_s``
+is the fitted unit direction and ``ŵ_s`` the one of mediapipe's metric world landmarks; only their depth
+components (``x``, towards the camera) are compared, since the keypoints already fix the rest. mediapipe's
+depth is better for some segments than for others: the target ``t_s`` (``a_s m + b_s``, with a bend and, for
+the forearms, the photo's foreshortening) and the weights ``ω_s ∝ 1/σ_s²`` are
+calibrated against the truth on synthetic subjects (:mod:`depth_calibration`; ``a = 1, b = 0, ω = 1``
+without it). mediapipe's thighs are no better than chance, so a stride is read from the photo's shading
+instead: ``m_p`` compares the brightness of the left and right thigh (shin), ``P`` counts the pairs measured
+(:mod:`shading_cue`; the pairs whose two limbs differ in colour are left out); weighted by the calibration's
+residual ``σ_p``, as the direction term is with ``σ ≈ 0.1`` (``100 = 0.1⁻²``). ``r_y`` is the global
+rotation about the image's horizontal axis (a lean towards or away from the camera, also invisible from the
+front).
 
 A first phase fits the global transform and the pose to the keypoints alone; the second adds the
 silhouette and frees the phenotype. Both run L-BFGS with a strong-Wolfe line search; a step count is
@@ -61,9 +63,8 @@ from humanref_cli.perception.depth_calibration import (
     load_depth_calibration,
     mediapipe_world_to_axes,
     segment_depth,
-    segment_up,
 )
-from humanref_cli.perception.elbow_bias import correct_elbows, load_elbow_bias
+from humanref_cli.perception.elbow_bias import correct_elbows, load_elbow_bias, upper_arm_depths
 from humanref_cli.perception.fit_silhouette import SilhouetteTarget, pixels_to_plane, plane_to_pixels
 from humanref_cli.perception.landmark_offsets import detector_landmarks, detector_offsets
 from humanref_cli.perception.shading_cue import PAIR_SEGMENTS, LimbShading, load_shading_calibration
@@ -71,7 +72,7 @@ from humanref_cli.perception.shading_cue import PAIR_SEGMENTS, LimbShading, load
 ANNY_ID = "embedded:anny-0.6.2"
 # Names the fit's objective and priors; part of prep's cache key, so a workspace prepped by an earlier
 # fit is fitted again. Change it with any change to the objective (the suffix is the decision's number).
-FIT_ID = "humanref-bodyfit-4aa"
+FIT_ID = "humanref-bodyfit-4ab"
 UNIT = 50.0  # loss units per world unit: 1 = 1% of the crop side
 # Knuckle landmarks map to approximate bones and the face points are tiny: trust them less.
 _LANDMARK_WEIGHT = np.ones(33, np.float32)
@@ -257,10 +258,10 @@ def _fit_targets(body, keypoints_px, visibility, mask, s, world, limb_shading):
     offsets, the depth and shading calibrations (None when off)."""
     res = mask.shape[0]
     dtype = body.dtype
-    up = segment_up(keypoints_px)  # before the elbows move: the calibration reads the detections
+    detected = np.array(keypoints_px, np.float64)  # before the elbows move: the calibration reads these
     elbows = load_elbow_bias(s.detector) if s.detector_offsets else None
     if elbows is not None:
-        keypoints_px = correct_elbows(keypoints_px, elbows)
+        keypoints_px = correct_elbows(keypoints_px, elbows, upper_arm_depths(world))
     kp = pixels_to_plane(torch.as_tensor(keypoints_px, dtype=torch.float64), res).to(dtype)
     vis = torch.as_tensor(visibility, dtype=dtype)
     conf = torch.where(vis >= s.min_visibility, vis, torch.zeros_like(vis)) * torch.from_numpy(
@@ -275,7 +276,7 @@ def _fit_targets(body, keypoints_px, visibility, mask, s, world, limb_shading):
     offsets = detector_offsets(dtype, s.detector).to(body.device) if s.detector_offsets else None
     depth_cal = None
     if s.depth_calibration and world_t is not None:
-        depth_cal = load_depth_calibration(dtype, body.device, s.detector).at_direction(up)
+        depth_cal = load_depth_calibration(dtype, body.device, s.detector).at_keypoints(detected)
     shading = None
     shade_cal = None
     if limb_shading is not None and s.w_shade > 0:

@@ -20,9 +20,21 @@ in the photo, ``v_s = -û_s,y`` (``û_s`` the detected keypoints' unit direction
 
     x_s ≈ (a_s + e_s v_s) m_s + b_s + c_s v_s          (segments in :data:`CONDITIONED`)
 
-with the ridge also holding ``e_s, c_s`` near 0 (docs/decisions.md 4aa). The body fit then pulls its
-own ``x_s`` towards ``a_s m_s + b_s`` (conditioned on the photo's ``v_s``:
-:meth:`DepthCalibration.at_direction`) with weight ``∝ 1 / σ_s²`` (``bodyfit.fit_losses``).
+with the ridge also holding ``e_s, c_s`` near 0 (docs/decisions.md 4aa). mediapipe's response is not
+a straight line either: a forearm it sees pointing well towards the camera points further still (its
+forearms' residual falls 0.165 -> 0.141 with a bend), so every segment also gets a sign-preserving
+quadratic ``q_s m_s |m_s|``, held near 0 by the ridge where the subjects do not ask for it (4ab)::
+
+    x_s ≈ (a_s + e_s v_s) m_s + b_s + c_s v_s + q_s m_s |m_s|
+
+A forearm's foreshortening in the photo also tells how far it points out of the plane, whichever way:
+with ``ℓ_s`` its detected length over the torso's and ``ρ_s`` its full length in torsos (a high
+percentile of ``ℓ_s`` over the subjects), ``g_s = sqrt(1 - min(1, ℓ_s / ρ_s)²)``, and mediapipe's sign
+says which way (its forearms' signs agree with the truth 98-100% of the time), so those segments also
+get ``p_s g_s sign(m_s)`` (:data:`FORESHORTENED`; the forearms' residual 0.141 / 0.094 -> 0.112 / 0.074).
+
+The body fit then pulls its own ``x_s`` towards that (conditioned on the photo's ``v_s`` and ``g_s``:
+:meth:`DepthCalibration.at_keypoints`) with weight ``∝ 1 / σ_s²`` (``bodyfit.fit_losses``).
 ``bench/calibrate_landmarks.py`` solves it on the same synthetic seeds as the landmark offsets and
 stores it in ``humanref_cli/data/mediapipe_anny_offsets.json``.
 """
@@ -30,7 +42,7 @@ stores it in ``humanref_cli/data/mediapipe_anny_offsets.json``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -54,6 +66,9 @@ SEGMENT_PAIRS = torch.tensor(list(SEGMENTS.values()))  # (S, 2)
 RIDGE = 0.5  # pulls a_s towards 1 (mediapipe as it is) where the subjects do not decide it
 # Segments whose calibration also depends on their direction in the photo (module docstring).
 CONDITIONED = ("upperarm.L", "upperarm.R")
+# Segments whose calibration also reads their foreshortening in the photo (module docstring).
+FORESHORTENED = ("forearm.L", "forearm.R")
+SHORTENING_PERCENTILE = 95.0  # a segment's full length in torsos: this percentile of its detected ones
 
 
 def mediapipe_world_to_axes(world: torch.Tensor) -> torch.Tensor:
@@ -71,6 +86,24 @@ def segment_up(keypoints_px: np.ndarray) -> np.ndarray:
     return np.where(n > 0, -d[:, 1] / np.maximum(n, 1e-12), 0.0)
 
 
+def segment_lengths(keypoints_px: np.ndarray) -> np.ndarray:
+    """Each segment's detected length in the photo over the torso's (the shoulders' midpoint to the
+    hips'): pixels ``(33, 2)`` -> ``(S,)``; 0 for a torso of zero length."""
+    kp = np.asarray(keypoints_px, np.float64)
+    d = np.linalg.norm(kp[SEGMENT_PAIRS[:, 1].numpy()] - kp[SEGMENT_PAIRS[:, 0].numpy()], axis=-1)
+    torso = np.linalg.norm((kp[11] + kp[12]) / 2 - (kp[23] + kp[24]) / 2)
+    return d / torso if torso > 0 else np.zeros_like(d)
+
+
+def segment_shortening(keypoints_px: np.ndarray, rho: np.ndarray) -> np.ndarray:
+    """How far each segment points out of the photo's plane by its foreshortening alone,
+    ``g_s = sqrt(1 - min(1, ℓ_s / ρ_s)²)``: ``ℓ_s`` its :func:`segment_lengths`, ``ρ_s (S,)`` its full
+    length in torsos (0: not read, ``g_s = 0``). Pixels ``(33, 2)`` -> ``(S,)`` in [0, 1]."""
+    rho = np.asarray(rho, np.float64)
+    ratio = np.clip(segment_lengths(keypoints_px) / np.where(rho > 0, rho, 1.0), 0.0, 1.0)
+    return np.where(rho > 0, np.sqrt(1.0 - ratio**2), 0.0)
+
+
 def segment_depth(points: torch.Tensor) -> torch.Tensor:
     """Depth component ``x_s`` of each segment's unit direction: ``(..., 33, 3)`` world -> ``(..., S)``."""
     d = points[..., SEGMENT_PAIRS[:, 1], :] - points[..., SEGMENT_PAIRS[:, 0], :]
@@ -79,15 +112,21 @@ def segment_depth(points: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class DepthCalibration:
-    """A linear correction of measured depth cues: per-entry ``scale`` (a), ``bias`` (b) and residual
-    ``sigma`` (σ), each ``(S,)`` (one entry per segment here, per limb pair in ``shading_cue``); for the
-    :data:`CONDITIONED` segments also ``up_scale`` (e) and ``up_bias`` (c), 0 elsewhere (None: none)."""
+    """A correction of measured depth cues: per-entry ``scale`` (a), ``bias`` (b) and residual ``sigma``
+    (σ), each ``(S,)`` (one entry per segment here, per limb pair in ``shading_cue``); for the
+    :data:`CONDITIONED` segments also ``up_scale`` (e) and ``up_bias`` (c), 0 elsewhere; the response's
+    bend ``curve`` (q); for the :data:`FORESHORTENED` segments ``shortening`` (p) and ``rho`` (ρ), 0
+    elsewhere (None: none). ``signed`` is ``p g`` once :meth:`at_keypoints` has read ``g``."""
 
     scale: torch.Tensor
     bias: torch.Tensor
     sigma: torch.Tensor
     up_scale: torch.Tensor | None = None
     up_bias: torch.Tensor | None = None
+    curve: torch.Tensor | None = None
+    shortening: torch.Tensor | None = None
+    rho: torch.Tensor | None = None
+    signed: torch.Tensor | None = None
 
     def at_direction(self, up: np.ndarray | torch.Tensor) -> DepthCalibration:
         """The calibration for segments seen with upward components ``up (S,)`` (:func:`segment_up`):
@@ -95,11 +134,33 @@ class DepthCalibration:
         if self.up_scale is None or self.up_bias is None:
             return self
         v = torch.as_tensor(np.asarray(up), dtype=self.scale.dtype, device=self.scale.device)
-        return DepthCalibration(self.scale + self.up_scale * v, self.bias + self.up_bias * v, self.sigma)
+        return replace(
+            self,
+            scale=self.scale + self.up_scale * v,
+            bias=self.bias + self.up_bias * v,
+            up_scale=None,
+            up_bias=None,
+        )
+
+    def at_keypoints(self, keypoints_px: np.ndarray) -> DepthCalibration:
+        """The calibration for one person's detected keypoints ``(33, 2)`` pixels: :meth:`at_direction`
+        at their :func:`segment_up`, and ``signed = p g`` at their :func:`segment_shortening`."""
+        cal = self.at_direction(segment_up(keypoints_px))
+        if cal.shortening is None or cal.rho is None:
+            return cal
+        g = segment_shortening(keypoints_px, cal.rho.cpu().numpy())
+        return replace(
+            cal, signed=cal.shortening * torch.as_tensor(g, dtype=cal.scale.dtype, device=cal.scale.device)
+        )
 
     def target(self, detected: torch.Tensor) -> torch.Tensor:
-        """Expected truth ``(S,)`` given the measurement ``(S,)``: ``a m + b``."""
-        return self.scale * detected + self.bias
+        """Expected truth ``(S,)`` given the measurement ``(S,)``: ``a m + b + q m |m| + p g sign(m)``."""
+        out = self.scale * detected + self.bias
+        if self.curve is not None:
+            out = out + self.curve * detected * detected.abs()
+        if self.signed is not None:
+            out = out + self.signed * torch.sign(detected)
+        return out
 
     def weights(self) -> torch.Tensor:
         """Inverse-variance weights ``(S,)``, mean 1: ``σ_s^-2 / mean(σ^-2)``."""
@@ -113,30 +174,38 @@ def solve_depth_calibration(
     ridge: float = RIDGE,
     up: np.ndarray | None = None,
     conditioned: tuple[int, ...] = (),
-):
+    curved: bool = False,
+    shortening: np.ndarray | None = None,
+    shortened: tuple[int, ...] = (),
+) -> dict[str, np.ndarray]:
     """Ridge fit of the module docstring. ``truth``, ``detected`` ``(N, S)`` depth components over
-    ``N`` subjects -> ``scale, bias, sigma`` each ``(S,)``; with ``up (N, S)`` (:func:`segment_up`) the
-    segments indexed by ``conditioned`` also get ``e, c``: -> ``scale, bias, sigma, up_scale, up_bias``."""
+    ``N`` subjects -> ``{"scale", "bias", "sigma", "up_scale", "up_bias", "curve"}``, each ``(S,)``: with
+    ``up (N, S)`` (:func:`segment_up`) the segments indexed by ``conditioned`` get ``e, c`` (0 elsewhere);
+    with ``curved`` every segment gets ``q`` (else 0); with ``shortening (N, S)`` (:func:`segment_shortening`)
+    the segments indexed by ``shortened`` get ``p`` (0 elsewhere). Every coefficient but ``b`` is held by
+    the ridge (``a`` towards 1, the others towards 0)."""
     n, segments = truth.shape
-    scale, bias, sigma = np.ones(segments), np.zeros(segments), np.zeros(segments)
-    up_scale, up_bias = np.zeros(segments), np.zeros(segments)
+    keys = ("scale", "bias", "sigma", "up_scale", "up_bias", "curve", "shortening")
+    out = {k: np.zeros(segments) for k in keys}
     for s in range(segments):
         m = detected[:, s]
+        columns = {"scale": m}
         if up is not None and s in conditioned:
-            x = np.stack([m, m * up[:, s], up[:, s], np.ones(n)], 1)  # (N, 4): a, e, c, b
-        else:
-            x = np.stack([m, np.ones(n)], 1)  # (N, 2): a, b
+            columns |= {"up_scale": m * up[:, s], "up_bias": up[:, s]}
+        if curved:
+            columns["curve"] = m * np.abs(m)
+        if shortening is not None and s in shortened:
+            columns["shortening"] = np.sign(m) * shortening[:, s]
+        columns["bias"] = np.ones(n)
+        x = np.stack(list(columns.values()), 1)  # (N, K), b last
         prior = np.zeros(x.shape[1])
         prior[0] = 1.0
         penalty = ridge * np.diag(np.r_[np.ones(x.shape[1] - 1), 0.0])  # b is free
         coef = np.linalg.solve(x.T @ x + penalty, x.T @ truth[:, s] + penalty @ prior)
-        sigma[s] = np.sqrt(np.mean((x @ coef - truth[:, s]) ** 2))
-        scale[s], bias[s] = coef[0], coef[-1]
-        if x.shape[1] == 4:
-            up_scale[s], up_bias[s] = coef[1], coef[2]
-    if up is None:
-        return scale, bias, sigma
-    return scale, bias, sigma, up_scale, up_bias
+        for k, c in zip(columns, coef, strict=True):
+            out[k][s] = c
+        out["sigma"][s] = np.sqrt(np.mean((x @ coef - truth[:, s]) ** 2))
+    return out
 
 
 def packaged_calibration(
@@ -149,8 +218,9 @@ def packaged_calibration(
         return None
     if list(table[names_key]) != list(names):
         raise ValueError(f"the packaged {key} calibration does not match the code: rerun calibrate_landmarks")
-    keys = ("scale", "bias", "sigma") + (("up_scale", "up_bias") if "up_scale" in table else ())
-    return DepthCalibration(*(torch.tensor(table[k], dtype=dtype, device=device) for k in keys))
+    optional = ("up_scale", "up_bias", "curve", "shortening", "rho")
+    keys = ("scale", "bias", "sigma") + tuple(k for k in optional if k in table)
+    return DepthCalibration(**{k: torch.tensor(table[k], dtype=dtype, device=device) for k in keys})
 
 
 def load_depth_calibration(dtype=torch.float32, device="cpu", detector: str = "full") -> DepthCalibration:
