@@ -32,11 +32,14 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
+from humanref_cli.perception.depth_calibration import SEGMENTS, mediapipe_world_to_axes, segment_depth
 from humanref_cli.perception.landmark_offsets import calibration_text, offset_landmarks, project_front
 
 # (shoulder, elbow) mediapipe landmark indices of the left and the right arm.
 ARMS = ((11, 13), (12, 14))
+_UPPER_ARMS = [list(SEGMENTS).index(name) for name in ("upperarm.L", "upperarm.R")]
 
 
 @dataclass(frozen=True)
@@ -66,13 +69,11 @@ def upper_arm(keypoints_px: np.ndarray, arm: int) -> tuple[np.ndarray, float]:
 
 def upper_arm_depths(world: np.ndarray | None) -> np.ndarray:
     """mediapipe's depth component ``m`` of each upper arm (left, right) ``(2,)`` from its world landmarks
-    ``(33, 3)`` (mediapipe's axes; towards the camera positive); zeros without them."""
+    ``(33, 3)`` (mediapipe's axes), as :mod:`depth_calibration` reads them; zeros without them."""
     if world is None:
         return np.zeros(2)
-    w = np.asarray(world, np.float64)
-    d = np.stack([w[elbow] - w[shoulder] for shoulder, elbow in ARMS])  # (2, 3)
-    n = np.linalg.norm(d, axis=-1)
-    return np.where(n > 0, -d[:, 2] / np.maximum(n, 1e-12), 0.0)  # mediapipe's z points away
+    axes = mediapipe_world_to_axes(torch.as_tensor(np.asarray(world), dtype=torch.float64))
+    return segment_depth(axes)[_UPPER_ARMS].numpy()
 
 
 def correct_elbows(keypoints_px: np.ndarray, bias: ElbowBias, depths: np.ndarray | None = None) -> np.ndarray:
