@@ -178,12 +178,12 @@ def solve_depth_calibration(
     shortening: np.ndarray | None = None,
     shortened: tuple[int, ...] = (),
 ) -> dict[str, np.ndarray]:
-    """Ridge fit of the module docstring. ``truth``, ``detected`` ``(N, S)`` depth components over
-    ``N`` subjects -> ``{"scale", "bias", "sigma", "up_scale", "up_bias", "curve"}``, each ``(S,)``: with
-    ``up (N, S)`` (:func:`segment_up`) the segments indexed by ``conditioned`` get ``e, c`` (0 elsewhere);
-    with ``curved`` every segment gets ``q`` (else 0); with ``shortening (N, S)`` (:func:`segment_shortening`)
-    the segments indexed by ``shortened`` get ``p`` (0 elsewhere). Every coefficient but ``b`` is held by
-    the ridge (``a`` towards 1, the others towards 0)."""
+    """Ridge fit of the module docstring. ``truth``, ``detected`` ``(N, S)`` depth components over ``N``
+    subjects -> ``{"scale", "bias", "sigma", "up_scale", "up_bias", "curve", "shortening"}``, each
+    ``(S,)``: with ``up (N, S)`` (:func:`segment_up`) the segments indexed by ``conditioned`` get ``e, c``
+    (0 elsewhere); with ``curved`` every segment gets ``q`` (else 0); with ``shortening (N, S)``
+    (:func:`segment_shortening`) the segments indexed by ``shortened`` get ``p`` (0 elsewhere). Every
+    coefficient but ``b`` is held by the ridge (``a`` towards 1, the others towards 0)."""
     n, segments = truth.shape
     keys = ("scale", "bias", "sigma", "up_scale", "up_bias", "curve", "shortening")
     out = {k: np.zeros(segments) for k in keys}
