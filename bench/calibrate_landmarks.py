@@ -90,12 +90,15 @@ def _segment_depths(observations: list[dict], offsets: np.ndarray) -> tuple[np.n
 
 def _depth_table(fit_obs: list[dict], held: list[dict], offsets: np.ndarray) -> dict:
     """Solve the depth calibration on ``fit_obs``; print and return it with its residuals."""
+    import torch
+
     from humanref_cli.perception.depth_calibration import (
         CONDITIONED,
         FORESHORTENED,
         RIDGE,
         SEGMENTS,
         SHORTENING_PERCENTILE,
+        DepthCalibration,
         segment_lengths,
         segment_shortening,
         segment_up,
@@ -104,13 +107,13 @@ def _depth_table(fit_obs: list[dict], held: list[dict], offsets: np.ndarray) -> 
 
     truth, detected = _segment_depths(fit_obs, offsets)
     h_truth, h_detected = _segment_depths(held, offsets)
-    up, h_up = (np.stack([segment_up(o["keypoints"]) for o in obs]) for obs in (fit_obs, held))
+    up = np.stack([segment_up(o["keypoints"]) for o in fit_obs])
     conditioned = tuple(list(SEGMENTS).index(n) for n in CONDITIONED)
     shortened = tuple(list(SEGMENTS).index(n) for n in FORESHORTENED)
     lengths = np.stack([segment_lengths(o["keypoints"]) for o in fit_obs])
     rho = np.zeros(len(SEGMENTS))
     rho[list(shortened)] = np.percentile(lengths[:, list(shortened)], SHORTENING_PERCENTILE, axis=0)
-    g, h_g = (np.stack([segment_shortening(o["keypoints"], rho) for o in obs]) for obs in (fit_obs, held))
+    g = np.stack([segment_shortening(o["keypoints"], rho) for o in fit_obs])
     cal = solve_depth_calibration(
         truth, detected, up=up, conditioned=conditioned, curved=True, shortening=g, shortened=shortened
     )
@@ -119,21 +122,29 @@ def _depth_table(fit_obs: list[dict], held: list[dict], offsets: np.ndarray) -> 
     straight = solve_depth_calibration(truth, detected, up=up, conditioned=conditioned)
     plain = solve_depth_calibration(truth, detected)
 
-    def predict(c, m, v, g):
-        linear = (c["scale"] + c["up_scale"] * v) * m + c["bias"] + c["up_bias"] * v
-        return linear + c["curve"] * m * np.abs(m) + c["shortening"] * g * np.sign(m)
+    def predict(c, observations, m):
+        """The targets the fit would use: the solved table ``c`` as a ``DepthCalibration``, evaluated
+        at each observation's keypoints on its detected depths ``m (N, S)``."""
+        keys = ("scale", "bias", "sigma", "up_scale", "up_bias", "curve", "shortening")
+        table = DepthCalibration(**{k: torch.from_numpy(c[k]) for k in keys}, rho=torch.from_numpy(rho))
+        return np.stack(
+            [
+                table.at_keypoints(o["keypoints"]).target(torch.from_numpy(mi)).numpy()
+                for o, mi in zip(observations, m, strict=True)
+            ]
+        )
 
     def rms(t, d):
         return np.sqrt(np.mean((t - d) ** 2, axis=0))
 
     rows = {
         "before_fit": rms(truth, detected),
-        "after_fit": rms(truth, predict(cal, detected, up, g)),
+        "after_fit": rms(truth, predict(cal, fit_obs, detected)),
         "before_heldout": rms(h_truth, h_detected),
-        "after_heldout": rms(h_truth, predict(cal, h_detected, h_up, h_g)),
-        "after_heldout_unshortened": rms(h_truth, predict(unread, h_detected, h_up, h_g)),
-        "after_heldout_straight": rms(h_truth, predict(straight, h_detected, h_up, h_g)),
-        "after_heldout_unconditioned": rms(h_truth, predict(plain, h_detected, h_up, h_g)),
+        "after_heldout": rms(h_truth, predict(cal, held, h_detected)),
+        "after_heldout_unshortened": rms(h_truth, predict(unread, held, h_detected)),
+        "after_heldout_straight": rms(h_truth, predict(straight, held, h_detected)),
+        "after_heldout_unconditioned": rms(h_truth, predict(plain, held, h_detected)),
         "sign_agreement_fit": np.mean(np.sign(truth) == np.sign(detected), axis=0),
     }
     print(

@@ -77,11 +77,16 @@ def mediapipe_world_to_axes(world: torch.Tensor) -> torch.Tensor:
     return torch.stack([-world[..., 2], world[..., 0], -world[..., 1]], dim=-1)
 
 
+def _segments_px(keypoints_px: np.ndarray) -> np.ndarray:
+    """Each segment's detected vector in the photo, pixels ``(33, 2)`` -> ``(S, 2)``."""
+    kp = np.asarray(keypoints_px, np.float64)
+    return kp[SEGMENT_PAIRS[:, 1].numpy()] - kp[SEGMENT_PAIRS[:, 0].numpy()]
+
+
 def segment_up(keypoints_px: np.ndarray) -> np.ndarray:
     """Upward component ``v_s`` of each segment's unit direction in the photo: pixels ``(33, 2)``
     (image ``y`` down) -> ``(S,)``; 0 for a segment of zero length."""
-    kp = np.asarray(keypoints_px, np.float64)
-    d = kp[SEGMENT_PAIRS[:, 1].numpy()] - kp[SEGMENT_PAIRS[:, 0].numpy()]
+    d = _segments_px(keypoints_px)
     n = np.linalg.norm(d, axis=-1)
     return np.where(n > 0, -d[:, 1] / np.maximum(n, 1e-12), 0.0)
 
@@ -90,7 +95,7 @@ def segment_lengths(keypoints_px: np.ndarray) -> np.ndarray:
     """Each segment's detected length in the photo over the torso's (the shoulders' midpoint to the
     hips'): pixels ``(33, 2)`` -> ``(S,)``; 0 for a torso of zero length."""
     kp = np.asarray(keypoints_px, np.float64)
-    d = np.linalg.norm(kp[SEGMENT_PAIRS[:, 1].numpy()] - kp[SEGMENT_PAIRS[:, 0].numpy()], axis=-1)
+    d = np.linalg.norm(_segments_px(kp), axis=-1)
     torso = np.linalg.norm((kp[11] + kp[12]) / 2 - (kp[23] + kp[24]) / 2)
     return d / torso if torso > 0 else np.zeros_like(d)
 
