@@ -66,6 +66,14 @@ def synth(
     out: Annotated[Path, typer.Argument(help="Folder to write the synthetic subject into.")],
     seed: SeedOpt = 0,
     res: Annotated[int, typer.Option("--res", min=64, max=2048, help="Image size in pixels.")] = 512,
+    pose: Annotated[
+        str | None,
+        typer.Option(
+            "--pose",
+            help="Pose style instead of the seed's: standing, walking, arms_up, arms_down, arms_forward, "
+            "or elbows_bent (never drawn at random).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -74,13 +82,19 @@ def synth(
 
     Example: humanref synth out/s3 --seed 3 && humanref prep out/s3/image.png ws3/
     """
+    from humanref_cli.synth.pose import EXTRA_STYLES, POSE_STYLES
     from humanref_cli.synth.subject import make_subject
+
+    if pose is not None and pose not in POSE_STYLES + EXTRA_STYLES:
+        raise UsageError(
+            f"unknown pose style {pose!r}", hint=f"use one of {', '.join(POSE_STYLES + EXTRA_STYLES)}"
+        )
 
     def notice(message: str) -> None:
         if not quiet:
             typer.echo(f"synth: {message}", err=True)
 
-    result = make_subject(out, seed=seed, res=res, on_first_build=notice)
+    result = make_subject(out, seed=seed, res=res, on_first_build=notice, pose=pose)
     emit(result, as_json, print_paths)
 
 

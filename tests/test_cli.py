@@ -42,6 +42,12 @@ def test_help_lists_every_command():
         assert command in result.stdout
 
 
+def test_synth_refuses_an_unknown_pose_style(tmp_path):
+    result = runner.invoke(app, ["synth", str(tmp_path / "s"), "--pose", "hands_on_hips"])
+    assert result.exit_code == 2 and "unknown pose style 'hands_on_hips'" in result.stderr
+    assert "elbows_bent" in result.stderr and not (tmp_path / "s").exists()
+
+
 def test_status_of_new_workspace(tmp_path):
     result = runner.invoke(app, ["status", str(tmp_path / "ws"), "--json"])
     assert result.exit_code == 0, result.output

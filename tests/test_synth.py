@@ -151,3 +151,33 @@ def test_full_resolution_subject(body, tmp_path):
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     assert max(rows.max() - rows.min(), cols.max() - cols.min()) + 1 == pytest.approx(0.9 * 512, abs=3)
     assert abs((rows.min() + rows.max()) / 2 - 255.5) < 3 and abs((cols.min() + cols.max()) / 2 - 255.5) < 3
+
+
+def test_forcing_a_style_keeps_the_rest_of_the_seed():
+    from humanref_cli.synth.pose import sample_body
+
+    for seed in range(10):
+        drawn, style = sample_body(np.random.Generator(np.random.PCG64(seed)))
+        same, _ = sample_body(np.random.Generator(np.random.PCG64(seed)), style)
+        bent, bent_style = sample_body(np.random.Generator(np.random.PCG64(seed)), "elbows_bent")
+        assert same.to_dict() == drawn.to_dict()
+        assert bent_style == "elbows_bent" and bent.phenotype == drawn.phenotype
+        assert bent.pose["spine01"] == drawn.pose["spine01"]
+
+
+def test_elbows_bent_bends_the_elbows_past_the_drawn_styles():
+    from humanref_cli.synth.pose import sample_body
+
+    def elbows(style, seeds):
+        flexion = []
+        for seed in seeds:
+            params, _ = sample_body(np.random.Generator(np.random.PCG64(seed)), style)
+            flexion += [-params.pose["lowerarm01.L"][0], -params.pose["lowerarm01.R"][0]]
+        return np.array(flexion)
+
+    drawn = elbows(None, range(200))
+    bent = elbows("elbows_bent", range(200))
+    assert drawn.max() <= 0.6 and drawn.min() >= 0.0
+    assert bent.min() >= 0.8 and bent.max() <= 2.1 and bent.max() > 1.9
+    with pytest.raises(ValueError, match="unknown pose style"):
+        sample_body(np.random.Generator(np.random.PCG64(0)), "hands_on_hips")

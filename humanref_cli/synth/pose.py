@@ -11,7 +11,11 @@ import numpy as np
 
 from humanref_cli.geometry.anny_body import PHENOTYPES, BodyParams
 
-POSE_STYLES = ("standing", "walking", "arms_up", "arms_down", "arms_forward")
+POSE_STYLES = ("standing", "walking", "arms_up", "arms_down", "arms_forward")  # drawn by the seed
+# Only when asked for (``humanref synth --pose``): elbows bent 0.8-2.1 rad with the upper arms near the
+# body, as a hand on the chest or holding a phone. The drawn styles bend elbows at most 0.6 rad, and
+# calibrations solved on them alone may lean on that (docs/decisions.md 4ac).
+EXTRA_STYLES = ("elbows_bent",)
 
 _PHENOTYPE_RANGES = {
     "gender": (0.0, 1.0),
@@ -37,13 +41,17 @@ def _arms(rng: np.random.Generator, style: str) -> dict[str, np.ndarray]:
         abduct, flex = -u(0.2, 0.5, 2), u(-0.15, 0.15, 2)
     elif style == "arms_forward":
         abduct, flex = -u(0.2, 0.5, 2), -u(0.7, 1.2, 2)
+    elif style == "elbows_bent":
+        abduct, flex = -u(0.15, 0.45, 2), u(-0.35, 0.15, 2)
     elif style == "walking":
         swing = u(0.25, 0.5)
         abduct, flex = -u(0.15, 0.4, 2), np.array([swing, -swing])
     else:
         abduct, flex = u(-0.25, 0.3, 2), u(-0.2, 0.2, 2)
-    elbow = u(0.0, 0.6, 2)
-    twist = u(-0.3, 0.3, 2)
+    if style == "elbows_bent":  # turned in, so the forearms come forward across the body
+        elbow, twist = u(0.8, 2.1, 2), -u(0.4, 1.2, 2)
+    else:
+        elbow, twist = u(0.0, 0.6, 2), u(-0.3, 0.3, 2)
     return {
         "upperarm01.L": np.array([flex[0], -abduct[0], twist[0]]),
         "upperarm01.R": np.array([flex[1], abduct[1], -twist[1]]),
@@ -77,11 +85,15 @@ def _legs(rng: np.random.Generator, style: str) -> dict[str, np.ndarray]:
     }
 
 
-def sample_body(rng: np.random.Generator) -> tuple[BodyParams, str]:
-    """A random adult in one of :data:`POSE_STYLES`, turned at most ~17° away from the camera.
-    Scale and translation are left at 1 and 0 (frame it with ``fit_to_crop``)."""
+def sample_body(rng: np.random.Generator, style: str | None = None) -> tuple[BodyParams, str]:
+    """A random adult in one of :data:`POSE_STYLES` (or ``style``, one of those or of
+    :data:`EXTRA_STYLES`), turned at most ~17° away from the camera. Scale and translation are left at
+    1 and 0 (frame it with ``fit_to_crop``)."""
     phenotype = sample_phenotype(rng)
-    style = POSE_STYLES[int(rng.integers(len(POSE_STYLES)))]
+    drawn = POSE_STYLES[int(rng.integers(len(POSE_STYLES)))]  # drawn anyway: a seed keeps its phenotype
+    if style is not None and style not in POSE_STYLES + EXTRA_STYLES:
+        raise ValueError(f"unknown pose style {style!r}: one of {', '.join(POSE_STYLES + EXTRA_STYLES)}")
+    style = style or drawn
     pose = {
         "spine01": rng.uniform(-0.08, 0.08, 3),
         "spine03": rng.uniform(-0.08, 0.08, 3),

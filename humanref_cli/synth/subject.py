@@ -107,8 +107,10 @@ def make_subject(
     res: int = 512,
     body: AnnyBody | None = None,
     on_first_build: Callable[[str], None] | None = None,
+    pose: str | None = None,
 ) -> dict:
     """Write a synthetic subject under ``out_dir`` (layout in the module docstring) and return a summary.
+    ``pose`` forces a pose style (``synth.pose``); the seed still decides everything else.
 
     ``body`` reuses an already loaded anny (``load_anny()``); by default one is built (~1-3 s, or ~3
     minutes the very first time, which ``on_first_build`` is told about).
@@ -116,7 +118,7 @@ def make_subject(
     out_dir = Path(out_dir)
     rng = np.random.Generator(np.random.PCG64(seed))
     body = body if body is not None else load_anny(on_first_build=on_first_build)
-    params, style = sample_body(rng)
+    params, style = sample_body(rng, pose)
     outfit = sample_outfit(rng)
     background = BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))]
 
