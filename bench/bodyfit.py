@@ -164,6 +164,7 @@ def main() -> None:
     ap.add_argument("--parts", action="store_true", help="also each body part's depth and in-plane error")
     ap.add_argument("--models-dir", type=Path, default=None, help="pulled models for new preps (pose_heavy)")
     ap.add_argument("--compare", type=Path, default=None, help="a baseline run's JSON: paired differences")
+    ap.add_argument("--pose", default=None, help="a pose style for new subjects (humanref synth --pose)")
     a = ap.parse_args()
 
     import torch
@@ -191,7 +192,7 @@ def main() -> None:
     for seed in a.seeds:
         subject = a.work / f"s{seed}"
         if not (subject / "ws" / "prep" / "body.ply").exists():
-            make_subject(subject, seed=seed, body=body)
+            make_subject(subject, seed=seed, body=body, pose=a.pose)
             run_prep(
                 Workspace(subject / "ws"),
                 subject / "image.png",
@@ -221,6 +222,7 @@ def main() -> None:
         "machine": machine_info(),
         "settings": {
             "set": a.sets,
+            "pose": a.pose,
             "fit_seed": a.fit_seed,
             "threads": torch.get_num_threads(),
             "pose_models": sorted({r["pose_model"] for r in rows}),

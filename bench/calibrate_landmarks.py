@@ -6,11 +6,15 @@ offsets, the per-segment depth calibration and the shading calibration, report t
 and after on the fitted seeds and on held-out ones. Subjects where mediapipe fails outright (mean
 residual > 25 px) are left out and listed. The calibration seeds (default 1000-1047 and 1064-1463; the
 last 40 kept are held out) are disjoint from the evaluation seeds (0-99) used by the tests and
-bench/synthetic.py and from bench/prep.py's held-out subjects (1048-1063).
+bench/synthetic.py and from bench/prep.py's held-out subjects (1048-1063). The seeds draw their pose
+styles, whose elbows bend at most 0.6 rad; ``--bent-seeds`` (default 2000-2099, the last 20 held out)
+adds subjects of the ``elbows_bent`` style (``humanref synth --pose elbows_bent``), so no calibration
+can lean on straight elbows (docs/decisions.md 4ac).
 
 Usage::
 
-    python bench/calibrate_landmarks.py [--seeds 1000-1047,1064-1463] [--work /tmp/hr_calib] [--pose heavy]
+    python bench/calibrate_landmarks.py [--seeds 1000-1047,1064-1463] [--bent-seeds 2000-2099]
+        [--work /tmp/hr_calib] [--pose heavy]
 
 Writes ``humanref_cli/data/mediapipe_anny_offsets.json`` and ``bench/results/calibrate_landmarks.json``
 (``--pose heavy``: mediapipe's heavy landmark model, installed first with ``humanref models pull
@@ -39,7 +43,16 @@ def _seeds(spec: str) -> list[int]:
     return out
 
 
-def _observe(seed: int, work: Path, body, pose: str) -> dict:
+def _subject_dir(work: Path, seed: int, style: str | None) -> Path:
+    return work / (f"s{seed}" if style is None else f"s{seed}_{style}")
+
+
+def _label(seed: int, style: str | None) -> int | str:
+    """How a subject is listed in the JSON: its seed, or ``"seed:style"`` for a forced style."""
+    return seed if style is None else f"{seed}:{style}"
+
+
+def _observe(seed: int, style: str | None, work: Path, body, pose: str) -> dict:
     """Detections and ground-truth landmark frames of one synthetic subject (cached as .npz)."""
     import torch
     from PIL import Image
@@ -48,12 +61,12 @@ def _observe(seed: int, work: Path, body, pose: str) -> dict:
     from humanref_cli.perception.person import detect_people
     from humanref_cli.synth.subject import make_subject
 
-    cache = work / f"obs_{seed}.npz"
+    sdir = _subject_dir(work, seed, style)
+    cache = work / f"obs_{sdir.name[1:]}.npz"
     if cache.exists():
         return dict(np.load(cache))
-    sdir = work / f"s{seed}"
     if not (sdir / "gt" / "camera.json").exists():
-        make_subject(sdir, seed, 512, body)
+        make_subject(sdir, seed, 512, body, pose=style)
     rgb = np.asarray(Image.open(sdir / "image.png").convert("RGB"))
     people = detect_people(rgb, 1, pose)
     gt = json.loads((sdir / "gt" / "camera.json").read_text())
@@ -222,7 +235,11 @@ def _elbow_table(fit_obs: list[dict], held: list[dict], offsets: np.ndarray) -> 
 
 
 def _shading_table(
-    seeds: list[int], observations: list[dict], work: Path, offsets: np.ndarray, holdout: int
+    subjects: list[tuple[int, str | None]],
+    observations: list[dict],
+    work: Path,
+    offsets: np.ndarray,
+    holdout: int,
 ) -> dict:
     """Solve the legs' shading calibration (``perception/shading_cue.py``): least squares of the true
     ``x_left - x_right`` on the measured log brightness ratio, per pair, over the pairs measured."""
@@ -237,12 +254,13 @@ def _shading_table(
     pairs = PAIR_SEGMENTS.numpy()
     truth = truth_x[:, pairs[:, 0]] - truth_x[:, pairs[:, 1]]  # (N, P)
     measured, valid = np.zeros_like(truth), np.zeros(truth.shape, bool)
-    for n, (seed, o) in enumerate(zip(seeds, observations, strict=True)):
-        rgb = np.asarray(Image.open(work / f"s{seed}" / "image.png").convert("RGB"))
-        mask = np.asarray(Image.open(work / f"s{seed}" / "gt" / "mask.png")) > 127
+    for n, ((seed, style), o) in enumerate(zip(subjects, observations, strict=True)):
+        sdir = _subject_dir(work, seed, style)
+        rgb = np.asarray(Image.open(sdir / "image.png").convert("RGB"))
+        mask = np.asarray(Image.open(sdir / "gt" / "mask.png")) > 127
         cue = limb_shading(rgb, mask, o["keypoints"], o["visibility"])
         measured[n], valid[n] = cue.log_ratio, cue.valid
-    n_fit = len(seeds) - holdout
+    n_fit = len(subjects) - holdout
     scale, bias, sigma, rows = np.zeros(len(PAIRS)), np.zeros(len(PAIRS)), np.zeros(len(PAIRS)), {}
     print(f"{'pair':8s} {'a':>6s} {'b':>6s} {'sigma':>6s}  held-out rms  sign (|truth| > 0.15)  used")
     for p, name in enumerate(PAIRS):
@@ -260,7 +278,7 @@ def _shading_table(
         }
         print(
             f"{name:8s} {a[0]:6.2f} {b[0]:+6.2f} {sig[0]:6.3f}  {held_rms:11.3f}  {sign:20.2f}"
-            f"  {valid[:, p].sum()}/{len(seeds)}"
+            f"  {valid[:, p].sum()}/{len(subjects)}"
         )
     return {
         "pairs": list(PAIRS),
@@ -288,6 +306,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", default="1000-1047,1064-1463", help="calibration seeds, 'a-b,c' inclusive")
     ap.add_argument("--holdout", type=int, default=40, help="last N seeds only measured, not fitted")
+    ap.add_argument("--bent-seeds", default="2000-2099", help="seeds posed elbows_bent ('' for none)")
+    ap.add_argument("--bent-holdout", type=int, default=20, help="last N of those only measured")
     ap.add_argument("--work", type=Path, default=None, help="default /tmp/hr_calib[_heavy]")
     ap.add_argument("--pose", choices=list(POSE_MODELS), default="full", help="mediapipe's landmark model")
     args = ap.parse_args()
@@ -300,18 +320,26 @@ def main() -> None:
         if pulled is None:
             raise SystemExit("the heavy pose model is not pulled: humanref models pull pose_heavy")
         install(pulled / FILE_NAME, locked_sha256())
-    seeds = _seeds(args.seeds)
-    if min(seeds) < 100:
+    groups = [([(s, None) for s in _seeds(args.seeds)], args.holdout)]
+    if args.bent_seeds:
+        groups.append(([(s, "elbows_bent") for s in _seeds(args.bent_seeds)], args.bent_holdout))
+    if min(s for subjects, _ in groups for s, _ in subjects) < 100:
         raise SystemExit("calibration seeds must be >= 100: 0-99 are evaluation seeds")
     args.work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     body = load_anny()
-    obs = [_observe(s, args.work, body, args.pose) for s in seeds]
-    failed = [s for s, o in zip(seeds, obs, strict=True) if not usable(o)]
+    fitted, held_out, failed = [], [], []
+    for subjects, holdout in groups:  # each group holds out its own last seeds
+        kept = []
+        for seed, style in subjects:
+            o = _observe(seed, style, args.work, body, args.pose)
+            (kept if usable(o) else failed).append(((seed, style), o))
+        fitted += kept[: len(kept) - holdout]
+        held_out += kept[len(kept) - holdout :]
+    failed = [_label(*k) for k, _ in failed]
     print(f"{len(failed)} detector failures left out: {failed}")
-    kept = [(s, o) for s, o in zip(seeds, obs, strict=True) if s not in failed]
-    fitted_seeds, held_seeds = [s for s, _ in kept[: -args.holdout]], [s for s, _ in kept[-args.holdout :]]
-    fit_obs, held = [o for _, o in kept[: -args.holdout]], [o for _, o in kept[-args.holdout :]]
+    fitted_seeds, held_seeds = [_label(*k) for k, _ in fitted], [_label(*k) for k, _ in held_out]
+    fit_obs, held = [o for _, o in fitted], [o for _, o in held_out]
     offsets = solve_offsets(fit_obs)
     zero = np.zeros((33, 3))
     table = {
@@ -331,8 +359,7 @@ def main() -> None:
     print("mean px:", {k: round(v, 2) for k, v in means.items()})
     depth = _depth_table(fit_obs, held, offsets)
     elbows = _elbow_table(fit_obs, held, offsets)
-    kept_seeds = fitted_seeds + held_seeds
-    shading = _shading_table(kept_seeds, fit_obs + held, args.work, offsets, len(held_seeds))
+    shading = _shading_table([k for k, _ in fitted + held_out], fit_obs + held, args.work, offsets, len(held))
     data = {
         "format": "humanref.landmark-offsets v1",
         "detector": detector_id(args.pose),
