@@ -148,3 +148,21 @@ def test_stage_meshes_are_taken_on_the_body_priors_grid():
     for name in ("paper", "fast", "cpu"):
         prior = coarse_preset(name).prior_res
         assert coarse_preset(name).mesh_res == refine_preset(name).mesh_res == prior == 256, name
+
+
+def test_arm_starts_bend_each_combination_of_arms():
+    from humanref_cli.geometry.anny_body import BodyParams
+    from humanref_cli.perception.bodyfit import FitSettings, arm_starts, fit_evaluations
+
+    rest = BodyParams(scale=0.9, translation=[0.1, 0.2, 0.3], pose={"head": [0.1, 0.0, 0.0]})
+    starts = arm_starts(rest)
+    assert starts[0] == rest and len(starts) == 4
+    bent = [tuple(side for side in "LR" if f"lowerarm01.{side}" in s.pose) for s in starts]
+    assert bent == [(), ("L",), ("R",), ("L", "R")]
+    for s in starts[1:]:
+        assert s.scale == 0.9 and s.translation == rest.translation and s.pose["head"] == [0.1, 0.0, 0.0]
+        assert all(s.pose[f"lowerarm01.{side}"][0] < -1.0 for side in "LR" if f"lowerarm01.{side}" in s.pose)
+    assert rest.pose == {"head": [0.1, 0.0, 0.0]}  # the rest start is not changed in place
+    settings = FitSettings(steps_keypoints=40, steps_full=100)
+    assert fit_evaluations(settings) == 4 * 40 + 100
+    assert fit_evaluations(FitSettings(steps_keypoints=40, steps_full=100, arm_starts=False)) == 140

@@ -116,6 +116,13 @@ class PrepConfig:
             "the truth on synthetic subjects (false: take it as it is, all segments alike)."
         },
     )
+    fit_arm_starts: bool = field(
+        default=True,
+        metadata={
+            "help": "Body fit: also start each arm from an elbow bent with the forearm across the body, and "
+            "keep the start the keypoints fit best (a straight-armed start does not find bent elbows)."
+        },
+    )
     fit_min_iou: float = field(
         default=0.8, metadata={"help": "Warn loudly when the fitted body's silhouette IoU is below this."}
     )

@@ -42,6 +42,7 @@ a budget of loss evaluations.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -72,7 +73,7 @@ from humanref_cli.perception.shading_cue import PAIR_SEGMENTS, LimbShading, load
 ANNY_ID = "embedded:anny-0.6.2"
 # Names the fit's objective and priors; part of prep's cache key, so a workspace prepped by an earlier
 # fit is fitted again. Change it with any change to the objective (the suffix is the decision's number).
-FIT_ID = "humanref-bodyfit-4ab"
+FIT_ID = "humanref-bodyfit-4ac"
 UNIT = 50.0  # loss units per world unit: 1 = 1% of the crop side
 # Knuckle landmarks map to approximate bones and the face points are tiny: trust them less.
 _LANDMARK_WEIGHT = np.ones(33, np.float32)
@@ -132,6 +133,7 @@ class FitSettings:
     min_age: float = _PREP.fit_min_age
     detector_offsets: bool = _PREP.fit_detector_offsets
     depth_calibration: bool = _PREP.fit_depth_calibration
+    arm_starts: bool = _PREP.fit_arm_starts
     min_visibility: float = _PREP.min_visibility
     detector: str = "full"  # the landmark model the keypoints came from: whose calibration to use
     boundary_samples: int = 1500
@@ -154,6 +156,7 @@ class FitSettings:
             min_age=cfg.fit_min_age,
             detector_offsets=cfg.fit_detector_offsets,
             depth_calibration=cfg.fit_depth_calibration,
+            arm_starts=cfg.fit_arm_starts,
             min_visibility=cfg.min_visibility,
             detector=detector,
             seed=seed,
@@ -313,8 +316,11 @@ def fit_body(
     kp, conf, sil, world_t, offsets, depth_cal, shading = _fit_targets(
         body, keypoints_px, visibility, mask, s, world, limb_shading
     )
-    start = init if init is not None else _initial_params(body, kp, conf, offsets)
-    fit = BodyFitParams(start, device=body.device, dtype=body.dtype, phenotype_min={"age": s.min_age})
+    if init is not None:
+        starts = [init]
+    else:
+        rest = _initial_params(body, kp, conf, offsets)
+        starts = arm_starts(rest) if s.arm_starts else [rest]
     weights = {
         "keypoints": s.w_kp,
         "pose": s.w_pose,
@@ -325,43 +331,91 @@ def fit_body(
         "upright": s.w_upright,
         "shading": s.w_shade,
     }
-    step = 0
-    last: dict[str, torch.Tensor] = {}
-    for phase, n in (("keypoints", s.steps_keypoints), ("full", s.steps_full)):
-        if n <= 0:
-            continue
-        fit.phenotype.requires_grad_(phase == "full")
-        params = [p for p in fit.parameters() if p.requires_grad]
-        # L-BFGS, as SMPLify: Adam's per-coordinate step normalisation moves the invisible (depth)
-        # rotation axes as fast as the visible ones and lands in the forward/sideways ambiguity.
-        optim = torch.optim.LBFGS(
-            params,
-            lr=1.0,
-            max_iter=n,
-            max_eval=n,
-            history_size=20,
-            line_search_fn="strong_wolfe",
-            tolerance_grad=1e-9,
-            tolerance_change=1e-12,
-        )
+    targets = (kp, conf, sil, world_t, offsets, depth_cal, shading)
+    step = [0]
 
-        def closure(phase=phase, optim=optim):
-            nonlocal step, last
-            optim.zero_grad(set_to_none=True)
-            target = sil if phase == "full" else None
-            losses = fit_losses(fit, body, kp, conf, target, s, world_t, offsets, depth_cal, shading)
-            loss = sum(weights[k] * v for k, v in losses.items())
-            loss.backward()
-            step += 1
-            last = losses
-            if on_step is not None:
-                on_step(
-                    step, {"loss": loss.item(), "kp_px": losses["keypoints"].item() ** 0.5 * res / 2 / UNIT}
-                )
-            return loss
+    def report(losses: dict[str, torch.Tensor], loss: torch.Tensor) -> None:
+        step[0] += 1
+        if on_step is not None:
+            on_step(
+                step[0], {"loss": loss.item(), "kp_px": losses["keypoints"].item() ** 0.5 * res / 2 / UNIT}
+            )
 
-        optim.step(closure)
+    best = None
+    for params in starts:  # the first phase from each start; the lowest loss goes on
+        fit = BodyFitParams(params, device=body.device, dtype=body.dtype, phenotype_min={"age": s.min_age})
+        loss, last = _lbfgs(fit, body, "keypoints", s.steps_keypoints, s, weights, targets, report)
+        if best is None or loss < best[0]:
+            best = (loss, fit, last)
+    _, fit, last = best
+    if s.steps_full > 0:
+        _, last = _lbfgs(fit, body, "full", s.steps_full, s, weights, targets, report)
     return _finish(body, fit, kp, conf, mask, {k: v.item() for k, v in last.items()}, offsets)
+
+
+def fit_evaluations(s: FitSettings) -> int:
+    """How many loss evaluations :func:`fit_body` makes from the rest pose (its progress total)."""
+    return s.steps_keypoints * (len(_ARM_STARTS) if s.arm_starts else 1) + s.steps_full
+
+
+# Elbow flexion with the upper arm turned in, so the forearm comes forward across the body (hands in
+# front of the chest, holding something). Keypoints alone do not lead a straight arm there: bending a
+# straight arm at rest moves the hand outwards in the photo until the upper arm has turned in, so the
+# fit stays with a straight elbow and an arm swung forward (docs/decisions.md 4ac).
+_BENT_ARM = {
+    "L": {"upperarm01.L": [-0.1, 0.3, -0.8], "lowerarm01.L": [-1.4, 0.0, 0.0]},
+    "R": {"upperarm01.R": [-0.1, -0.3, 0.8], "lowerarm01.R": [-1.4, 0.0, 0.0]},
+}
+_ARM_STARTS = ((), ("L",), ("R",), ("L", "R"))  # which arms start bent
+
+
+def arm_starts(rest: BodyParams) -> list[BodyParams]:
+    """``rest`` with each combination of its arms bent (:data:`_BENT_ARM`), the straight one first."""
+    starts = []
+    for bent in _ARM_STARTS:
+        pose = dict(rest.pose)
+        for side in bent:
+            pose.update({k: list(v) for k, v in _BENT_ARM[side].items()})
+        starts.append(dataclasses.replace(rest, pose=pose))
+    return starts
+
+
+def _lbfgs(fit, body, phase, n, s, weights, targets, report) -> tuple[float, dict[str, torch.Tensor]]:
+    """One phase of the fit (``"keypoints"``: keypoints and priors, pose and transform; ``"full"``: with
+    the silhouette and the phenotype) for ``n`` loss evaluations; the final weighted loss and terms."""
+    kp, conf, sil, world_t, offsets, depth_cal, shading = targets
+    fit.phenotype.requires_grad_(phase == "full")
+    params = [p for p in fit.parameters() if p.requires_grad]
+    # L-BFGS, as SMPLify: Adam's per-coordinate step normalisation moves the invisible (depth)
+    # rotation axes as fast as the visible ones and lands in the forward/sideways ambiguity.
+    optim = torch.optim.LBFGS(
+        params,
+        lr=1.0,
+        max_iter=n,
+        max_eval=n,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-9,
+        tolerance_change=1e-12,
+    )
+    target = sil if phase == "full" else None
+
+    def evaluate():
+        losses = fit_losses(fit, body, kp, conf, target, s, world_t, offsets, depth_cal, shading)
+        return sum(weights[k] * v for k, v in losses.items()), losses
+
+    def closure():
+        optim.zero_grad(set_to_none=True)
+        loss, losses = evaluate()
+        loss.backward()
+        report(losses, loss)
+        return loss
+
+    if n > 0:
+        optim.step(closure)
+    with torch.no_grad():
+        loss, losses = evaluate()
+    return float(loss), losses
 
 
 def _finish(body, fit, kp, conf, mask, losses, offsets) -> FitResult:

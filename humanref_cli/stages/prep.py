@@ -342,7 +342,7 @@ def _fit_body(photo: Photo, c: Cropped, cfg: PrepConfig, rt, report: Path):
     """Fit anny to the crop's keypoints and mask: ``(fit, face_parts, fit_ok)``, ``face_parts`` the
     body's per-face part labels; warns (pointing at ``report``) when the silhouette IoU is poor."""
     from humanref_cli.geometry.anny_body import load_anny
-    from humanref_cli.perception.bodyfit import FitSettings, fit_body
+    from humanref_cli.perception.bodyfit import FitSettings, fit_body, fit_evaluations
     from humanref_cli.perception.shading_cue import describe, limb_shading, load_shading_calibration
 
     settings = FitSettings.from_prep(cfg, rt.seed, photo.pose)
@@ -350,7 +350,7 @@ def _fit_body(photo: Photo, c: Cropped, cfg: PrepConfig, rt, report: Path):
     if cfg.fit_w_shade > 0:
         shading = limb_shading(c.rgb, c.mask, c.keypoints, photo.person.visibility)
         rt.info(f"prep: legs' shading: {describe(shading, load_shading_calibration(detector=photo.pose))}")
-    total = settings.steps_keypoints + settings.steps_full
+    total = fit_evaluations(settings)
     with rt.progress(total, "prep: body fit") as bar:
         body = load_anny(on_first_build=rt.info)
         fit = fit_body(
