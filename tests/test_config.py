@@ -152,7 +152,8 @@ def test_stage_meshes_are_taken_on_the_body_priors_grid():
 
 def test_arm_starts_bend_each_combination_of_arms():
     from humanref_cli.geometry.anny_body import BodyParams
-    from humanref_cli.perception.bodyfit import FitSettings, arm_starts, fit_evaluations
+    from humanref_cli.perception.bodyfit import FitSettings, fit_evaluations
+    from humanref_cli.perception.fit_starts import arm_starts
 
     rest = BodyParams(scale=0.9, translation=[0.1, 0.2, 0.3], pose={"head": [0.1, 0.0, 0.0]})
     starts = arm_starts(rest)

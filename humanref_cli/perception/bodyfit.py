@@ -35,14 +35,14 @@ residual ``σ_p``, as the direction term is with ``σ ≈ 0.1`` (``100 = 0.1⁻�
 rotation about the image's horizontal axis (a lean towards or away from the camera, also invisible from the
 front).
 
-A first phase fits the global transform and the pose to the keypoints alone; the second adds the
-silhouette and frees the phenotype. Both run L-BFGS with a strong-Wolfe line search; a step count is
-a budget of loss evaluations.
+A first phase fits the global transform and the pose to the keypoints alone, from the rest pose and
+(``arm_starts``) from three more starts with one or both arms bent across the body; the start with the
+lowest loss goes on to the second phase, which adds the silhouette and frees the phenotype. Both run
+L-BFGS with a strong-Wolfe line search; a step count is a budget of loss evaluations.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -67,6 +67,7 @@ from humanref_cli.perception.depth_calibration import (
 )
 from humanref_cli.perception.elbow_bias import correct_elbows, load_elbow_bias, upper_arm_depths
 from humanref_cli.perception.fit_silhouette import SilhouetteTarget, pixels_to_plane, plane_to_pixels
+from humanref_cli.perception.fit_starts import ARM_STARTS, arm_starts
 from humanref_cli.perception.landmark_offsets import detector_landmarks, detector_offsets
 from humanref_cli.perception.shading_cue import PAIR_SEGMENTS, LimbShading, load_shading_calibration
 
@@ -355,29 +356,7 @@ def fit_body(
 
 def fit_evaluations(s: FitSettings) -> int:
     """How many loss evaluations :func:`fit_body` makes from the rest pose (its progress total)."""
-    return s.steps_keypoints * (len(_ARM_STARTS) if s.arm_starts else 1) + s.steps_full
-
-
-# Elbow flexion with the upper arm turned in, so the forearm comes forward across the body (hands in
-# front of the chest, holding something). Keypoints alone do not lead a straight arm there: bending a
-# straight arm at rest moves the hand outwards in the photo until the upper arm has turned in, so the
-# fit stays with a straight elbow and an arm swung forward (docs/decisions.md 4ac).
-_BENT_ARM = {
-    "L": {"upperarm01.L": [-0.1, 0.3, -0.8], "lowerarm01.L": [-1.4, 0.0, 0.0]},
-    "R": {"upperarm01.R": [-0.1, -0.3, 0.8], "lowerarm01.R": [-1.4, 0.0, 0.0]},
-}
-_ARM_STARTS = ((), ("L",), ("R",), ("L", "R"))  # which arms start bent
-
-
-def arm_starts(rest: BodyParams) -> list[BodyParams]:
-    """``rest`` with each combination of its arms bent (:data:`_BENT_ARM`), the straight one first."""
-    starts = []
-    for bent in _ARM_STARTS:
-        pose = dict(rest.pose)
-        for side in bent:
-            pose.update({k: list(v) for k, v in _BENT_ARM[side].items()})
-        starts.append(dataclasses.replace(rest, pose=pose))
-    return starts
+    return s.steps_keypoints * (len(ARM_STARTS) if s.arm_starts else 1) + s.steps_full
 
 
 def _lbfgs(fit, body, phase, n, s, weights, targets, report) -> tuple[float, dict[str, torch.Tensor]]:

@@ -1,0 +1,32 @@
+"""Where the body fit starts its arms (:mod:`bodyfit`): the rest pose, and each arm bent across the body.
+
+L-BFGS from straight arms does not find a bent elbow whose forearm points at the camera: bending a
+straight arm at rest first moves the hand outwards in the photo, and the keypoints pull it across the body
+only once the upper arm has turned in, so the fit stays near straight and swings the arm forward instead
+(docs/decisions.md 4ac). Rotations are axis-angle in anny's ``local-ref`` axes, as ``synth/pose.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from humanref_cli.geometry.anny_body import BodyParams
+
+# The elbow bent 1.4 rad with the upper arm turned in 0.8 rad and lowered a little from rest: hands in
+# front of the chest, the middle of synth's elbows_bent style.
+_BENT_ARM = {
+    "L": {"upperarm01.L": [-0.1, 0.3, -0.8], "lowerarm01.L": [-1.4, 0.0, 0.0]},
+    "R": {"upperarm01.R": [-0.1, -0.3, 0.8], "lowerarm01.R": [-1.4, 0.0, 0.0]},
+}
+ARM_STARTS = ((), ("L",), ("R",), ("L", "R"))  # which arms start bent
+
+
+def arm_starts(rest: BodyParams) -> list[BodyParams]:
+    """``rest`` with each combination of its arms bent (:data:`_BENT_ARM`), the straight one first."""
+    starts = []
+    for bent in ARM_STARTS:
+        pose = dict(rest.pose)
+        for side in bent:
+            pose.update({k: list(v) for k, v in _BENT_ARM[side].items()})
+        starts.append(dataclasses.replace(rest, pose=pose))
+    return starts
