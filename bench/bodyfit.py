@@ -12,6 +12,8 @@ A variant of the fit is measured with ``--set`` (prep's ``fit_*`` keys, as ``hum
 preps themselves are made once with the defaults, so variants share them), ``--fit-seed`` (the fit's
 own seed: the silhouette's boundary samples) and ``--rest-only`` (skip the truth-started fit);
 ``--parts`` adds each body part's signed depth error and in-plane error (decisions 4x) and
+``--pose elbows_bent`` makes new subjects in that style (``humanref synth --pose``; give them their own
+``--work``, decision 4ac) and
 ``--compare base.json`` the paired difference from an earlier run on the same seeds (mean, paired t,
 how many seeds got better: single subjects move by ±0.2 cm with any change of the objective, 4u, so
 a variant is judged on many seeds and a held-out set). One thread with ``--threads 1`` runs two
