@@ -82,13 +82,11 @@ def synth(
 
     Example: humanref synth out/s3 --seed 3 && humanref prep out/s3/image.png ws3/
     """
-    from humanref_cli.synth.pose import EXTRA_STYLES, POSE_STYLES
+    from humanref_cli.synth.pose import STYLES
     from humanref_cli.synth.subject import make_subject
 
-    if pose is not None and pose not in POSE_STYLES + EXTRA_STYLES:
-        raise UsageError(
-            f"unknown pose style {pose!r}", hint=f"use one of {', '.join(POSE_STYLES + EXTRA_STYLES)}"
-        )
+    if pose is not None and pose not in STYLES:
+        raise UsageError(f"unknown pose style {pose!r}", hint=f"use one of {', '.join(STYLES)}")
 
     def notice(message: str) -> None:
         if not quiet:

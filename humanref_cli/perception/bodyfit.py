@@ -333,14 +333,13 @@ def fit_body(
         "shading": s.w_shade,
     }
     targets = (kp, conf, sil, world_t, offsets, depth_cal, shading)
-    step = [0]
+    step = 0
 
     def report(losses: dict[str, torch.Tensor], loss: torch.Tensor) -> None:
-        step[0] += 1
+        nonlocal step
+        step += 1
         if on_step is not None:
-            on_step(
-                step[0], {"loss": loss.item(), "kp_px": losses["keypoints"].item() ** 0.5 * res / 2 / UNIT}
-            )
+            on_step(step, {"loss": loss.item(), "kp_px": losses["keypoints"].item() ** 0.5 * res / 2 / UNIT})
 
     best = None
     for params in starts:  # the first phase from each start; the lowest loss goes on

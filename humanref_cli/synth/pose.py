@@ -16,6 +16,7 @@ POSE_STYLES = ("standing", "walking", "arms_up", "arms_down", "arms_forward")  #
 # body, as a hand on the chest or holding a phone. The drawn styles bend elbows at most 0.6 rad, and
 # calibrations solved on them alone may lean on that (docs/decisions.md 4ac).
 EXTRA_STYLES = ("elbows_bent",)
+STYLES = POSE_STYLES + EXTRA_STYLES
 
 _PHENOTYPE_RANGES = {
     "gender": (0.0, 1.0),
@@ -91,8 +92,8 @@ def sample_body(rng: np.random.Generator, style: str | None = None) -> tuple[Bod
     1 and 0 (frame it with ``fit_to_crop``)."""
     phenotype = sample_phenotype(rng)
     drawn = POSE_STYLES[int(rng.integers(len(POSE_STYLES)))]  # drawn anyway: a seed keeps its phenotype
-    if style is not None and style not in POSE_STYLES + EXTRA_STYLES:
-        raise ValueError(f"unknown pose style {style!r}: one of {', '.join(POSE_STYLES + EXTRA_STYLES)}")
+    if style is not None and style not in STYLES:
+        raise ValueError(f"unknown pose style {style!r}: one of {', '.join(STYLES)}")
     style = style or drawn
     pose = {
         "spine01": rng.uniform(-0.08, 0.08, 3),
