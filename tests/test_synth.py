@@ -181,3 +181,17 @@ def test_elbows_bent_bends_the_elbows_past_the_drawn_styles():
     assert bent.min() >= 0.8 and bent.max() <= 2.1 and bent.max() > 1.9
     with pytest.raises(ValueError, match="unknown pose style"):
         sample_body(np.random.Generator(np.random.PCG64(0)), "hands_on_hips")
+
+
+def test_a_forced_style_keeps_the_outfit_unless_the_seed_walks():
+    """Documented in ``sample_body``: the outfit is drawn after the pose, and only ``walking`` takes a
+    different number of draws than ``elbows_bent``."""
+    from humanref_cli.synth.clothing import sample_outfit
+    from humanref_cli.synth.pose import sample_body
+
+    for seed in range(12):
+        drawn_rng, forced_rng = (np.random.Generator(np.random.PCG64(seed)) for _ in range(2))
+        _, style = sample_body(drawn_rng)
+        sample_body(forced_rng, "elbows_bent")
+        same = sample_outfit(drawn_rng).to_dict() == sample_outfit(forced_rng).to_dict()
+        assert same == (style != "walking"), (seed, style)

@@ -91,7 +91,10 @@ def sample_body(rng: np.random.Generator, style: str | None = None) -> tuple[Bod
     :data:`EXTRA_STYLES`), turned at most ~17° away from the camera. Scale and translation are left at
     1 and 0 (frame it with ``fit_to_crop``)."""
     phenotype = sample_phenotype(rng)
-    drawn = POSE_STYLES[int(rng.integers(len(POSE_STYLES)))]  # drawn anyway: a seed keeps its phenotype
+    # Drawn anyway, so the random stream goes on as for the seed's own style: a forced style keeps the
+    # seed's phenotype and, but where the seed draws ``walking`` (whose legs take more draws), its
+    # outfit and background.
+    drawn = POSE_STYLES[int(rng.integers(len(POSE_STYLES)))]
     if style is not None and style not in STYLES:
         raise ValueError(f"unknown pose style {style!r}: one of {', '.join(STYLES)}")
     style = style or drawn

@@ -110,7 +110,8 @@ def make_subject(
     pose: str | None = None,
 ) -> dict:
     """Write a synthetic subject under ``out_dir`` (layout in the module docstring) and return a summary.
-    ``pose`` forces a pose style (``synth.pose``); the seed still decides everything else.
+    ``pose`` forces a pose style (``synth.pose``); the seed still decides the rest (the same phenotype
+    as without it, and the same outfit and background unless the seed's own style is ``walking``).
 
     ``body`` reuses an already loaded anny (``load_anny()``); by default one is built (~1-3 s, or ~3
     minutes the very first time, which ``on_first_build`` is told about).
