@@ -167,3 +167,17 @@ def test_arm_starts_bend_each_combination_of_arms():
     settings = FitSettings(steps_keypoints=40, steps_full=100)
     assert fit_evaluations(settings) == 4 * 40 + 100
     assert fit_evaluations(FitSettings(steps_keypoints=40, steps_full=100, arm_starts=False)) == 140
+
+
+def test_a_bent_start_goes_on_only_when_it_fits_the_keypoints_better_too():
+    from humanref_cli.perception.fit_starts import pick_start
+
+    assert pick_start([0.5], [0.2]) == 0  # a fit from one start (the truth, or arm starts off)
+    # the lowest-loss bent start, which also fits the keypoints better: a bent elbow
+    assert pick_start([0.85, 0.60, 0.70, 0.39], [0.45, 0.30, 0.30, 0.14]) == 3
+    assert pick_start([0.85, 0.39, 0.70, 0.60], [0.45, 0.14, 0.30, 0.30]) == 1
+    # seed 43 (arms forward): the bent start's loss is lower but it fits the keypoints worse
+    assert pick_start([0.637, 0.931, 0.693, 0.607], [0.284, 0.537, 0.455, 0.444]) == 0
+    # the lowest-loss bent start decides, even when another bent start fits the keypoints better
+    assert pick_start([0.60, 0.50, 0.55, 0.45], [0.30, 0.20, 0.25, 0.35]) == 0
+    assert pick_start([0.30, 0.50, 0.55, 0.45], [0.30, 0.20, 0.25, 0.10]) == 0  # the straight loss is lowest

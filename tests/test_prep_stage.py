@@ -187,6 +187,31 @@ def test_bent_elbows_are_fitted_with_the_forearms_across_the_body(bent):
     assert body_fit_error(ws.root / "prep", subject)["chamfer_cm"] <= 1.1
 
 
+@pytest.fixture(scope="module")
+def forward(tmp_path_factory, anny_body):
+    """Synthetic subject seed 43, prepped: both arms held forward (drawn style ``arms_forward``)."""
+    from humanref_cli.stages.prep import run_prep
+    from humanref_cli.synth.subject import make_subject
+
+    subject = tmp_path_factory.mktemp("forward")
+    make_subject(subject, seed=43, res=512, body=anny_body)
+    ws = Workspace(subject / "ws")
+    run_prep(ws, subject / "image.png", preset("cpu"), _rt())
+    return ws, subject
+
+
+def test_arms_held_forward_are_not_fitted_bent(forward):
+    """Seed 43's arms are held forward, the elbows bent 0.6 rad. Its start with both arms bent ends the
+    keypoint phase with the lower loss (a bent elbow holds less rotation than a raised arm) but fits the
+    keypoints worse; taken on, the full fit kept the upper arms turned in (the right one 0.61 rad, the
+    truth 0.23) and the clavicles swung back, 2.7 cm from the true body. The straight start now goes on:
+    1.57 cm (docs/decisions.md 4ad)."""
+    from humanref_cli.eval.body_fit import body_fit_error
+
+    ws, subject = forward
+    assert body_fit_error(ws.root / "prep", subject)["chamfer_cm"] <= 1.8
+
+
 @pytest.mark.slow
 def test_body_fit_is_close_to_the_ground_truth_body(prepped, subject):
     from humanref_cli.eval.body_fit import body_fit_error

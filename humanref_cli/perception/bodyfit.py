@@ -36,9 +36,11 @@ rotation about the image's horizontal axis (a lean towards or away from the came
 front).
 
 A first phase fits the global transform and the pose to the keypoints alone, from the rest pose and
-(``arm_starts``) from three more starts with one or both arms bent across the body; the start with the
-lowest loss goes on to the second phase, which adds the silhouette and frees the phenotype. Both run
-L-BFGS with a strong-Wolfe line search; a step count is a budget of loss evaluations.
+(``arm_starts``) from three more starts with one or both arms bent across the body; the bent start with the
+lowest loss goes on to the second phase when its loss is lower and it fits the keypoints better than the
+straight start, else the straight one (:func:`fit_starts.pick_start`). The second phase adds the silhouette
+and frees the phenotype. Both run L-BFGS with a strong-Wolfe line search; a step count is a budget of
+loss evaluations.
 """
 
 from __future__ import annotations
@@ -67,14 +69,14 @@ from humanref_cli.perception.depth_calibration import (
 )
 from humanref_cli.perception.elbow_bias import correct_elbows, load_elbow_bias, upper_arm_depths
 from humanref_cli.perception.fit_silhouette import SilhouetteTarget, pixels_to_plane, plane_to_pixels
-from humanref_cli.perception.fit_starts import ARM_STARTS, arm_starts
+from humanref_cli.perception.fit_starts import ARM_STARTS, arm_starts, pick_start
 from humanref_cli.perception.landmark_offsets import detector_landmarks, detector_offsets
 from humanref_cli.perception.shading_cue import PAIR_SEGMENTS, LimbShading, load_shading_calibration
 
 ANNY_ID = "embedded:anny-0.6.2"
 # Names the fit's objective and priors; part of prep's cache key, so a workspace prepped by an earlier
 # fit is fitted again. Change it with any change to the objective (the suffix is the decision's number).
-FIT_ID = "humanref-bodyfit-4ac"
+FIT_ID = "humanref-bodyfit-4ad"
 UNIT = 50.0  # loss units per world unit: 1 = 1% of the crop side
 # Knuckle landmarks map to approximate bones and the face points are tiny: trust them less.
 _LANDMARK_WEIGHT = np.ones(33, np.float32)
@@ -341,13 +343,11 @@ def fit_body(
         if on_step is not None:
             on_step(step, {"loss": loss.item(), "kp_px": losses["keypoints"].item() ** 0.5 * res / 2 / UNIT})
 
-    best = None
-    for params in starts:  # the first phase from each start; the lowest loss goes on
+    firsts = []  # the first phase from each start; pick_start says which goes on
+    for params in starts:
         fit = BodyFitParams(params, device=body.device, dtype=body.dtype, phenotype_min={"age": s.min_age})
-        loss, last = _lbfgs(fit, body, "keypoints", s.steps_keypoints, s, weights, targets, report)
-        if best is None or loss < best[0]:
-            best = (loss, fit, last)
-    _, fit, last = best
+        firsts.append((fit, *_lbfgs(fit, body, "keypoints", s.steps_keypoints, s, weights, targets, report)))
+    fit, _, last = firsts[pick_start([f[1] for f in firsts], [f[2]["keypoints"].item() for f in firsts])]
     if s.steps_full > 0:
         _, last = _lbfgs(fit, body, "full", s.steps_full, s, weights, targets, report)
     return _finish(body, fit, kp, conf, mask, {k: v.item() for k, v in last.items()}, offsets)
