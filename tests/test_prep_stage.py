@@ -117,17 +117,23 @@ def test_elbows_bend_only_one_way(prepped):
         assert x <= 0.05 and abs(y) <= 0.05 and abs(z) <= 0.05, (side, x, y, z)
 
 
-@pytest.fixture(scope="module")
-def walking(tmp_path_factory, anny_body):
-    """Synthetic subject seed 1, prepped: a stride with the left leg back."""
+def _prepped_subject(tmp_path_factory, anny_body, seed: int, pose: str | None = None):
+    """A synthetic subject (``humanref synth``'s seed, and pose style when given) prepped with the
+    ``cpu`` preset: ``(workspace, subject directory)``."""
     from humanref_cli.stages.prep import run_prep
     from humanref_cli.synth.subject import make_subject
 
-    subject = tmp_path_factory.mktemp("walking")
-    make_subject(subject, seed=1, res=512, body=anny_body)
+    subject = tmp_path_factory.mktemp(f"s{seed}")
+    make_subject(subject, seed=seed, res=512, body=anny_body, pose=pose)
     ws = Workspace(subject / "ws")
     run_prep(ws, subject / "image.png", preset("cpu"), _rt())
     return ws, subject
+
+
+@pytest.fixture(scope="module")
+def walking(tmp_path_factory, anny_body):
+    """Synthetic subject seed 1, prepped: a stride with the left leg back."""
+    return _prepped_subject(tmp_path_factory, anny_body, seed=1)
 
 
 def _thigh_and_shin_depth_differences(body_json, anny_body) -> tuple[float, float]:
@@ -161,14 +167,7 @@ def test_a_stride_is_fitted_with_the_back_leg_behind(walking, anny_body):
 def bent(tmp_path_factory, anny_body):
     """Synthetic subject seed 0 posed ``elbows_bent`` (elbows 1.64 and 1.60 rad, the upper arms turned in
     -0.71 and +1.20 rad about anny's z, so the forearms come forward across the body), prepped."""
-    from humanref_cli.stages.prep import run_prep
-    from humanref_cli.synth.subject import make_subject
-
-    subject = tmp_path_factory.mktemp("bent")
-    make_subject(subject, seed=0, res=512, body=anny_body, pose="elbows_bent")
-    ws = Workspace(subject / "ws")
-    run_prep(ws, subject / "image.png", preset("cpu"), _rt())
-    return ws, subject
+    return _prepped_subject(tmp_path_factory, anny_body, seed=0, pose="elbows_bent")
 
 
 def test_bent_elbows_are_fitted_with_the_forearms_across_the_body(bent):
@@ -190,14 +189,7 @@ def test_bent_elbows_are_fitted_with_the_forearms_across_the_body(bent):
 @pytest.fixture(scope="module")
 def forward(tmp_path_factory, anny_body):
     """Synthetic subject seed 43, prepped: both arms held forward (drawn style ``arms_forward``)."""
-    from humanref_cli.stages.prep import run_prep
-    from humanref_cli.synth.subject import make_subject
-
-    subject = tmp_path_factory.mktemp("forward")
-    make_subject(subject, seed=43, res=512, body=anny_body)
-    ws = Workspace(subject / "ws")
-    run_prep(ws, subject / "image.png", preset("cpu"), _rt())
-    return ws, subject
+    return _prepped_subject(tmp_path_factory, anny_body, seed=43)
 
 
 def test_arms_held_forward_are_not_fitted_bent(forward):
