@@ -343,11 +343,15 @@ def fit_body(
         if on_step is not None:
             on_step(step, {"loss": loss.item(), "kp_px": losses["keypoints"].item() ** 0.5 * res / 2 / UNIT})
 
-    firsts = []  # the first phase from each start; pick_start says which goes on
+    fits, losses, terms = [], [], []  # the first phase from each start; pick_start says which goes on
     for params in starts:
         fit = BodyFitParams(params, device=body.device, dtype=body.dtype, phenotype_min={"age": s.min_age})
-        firsts.append((fit, *_lbfgs(fit, body, "keypoints", s.steps_keypoints, s, weights, targets, report)))
-    fit, _, last = firsts[pick_start([f[1] for f in firsts], [f[2]["keypoints"].item() for f in firsts])]
+        loss, last = _lbfgs(fit, body, "keypoints", s.steps_keypoints, s, weights, targets, report)
+        fits.append(fit)
+        losses.append(loss)
+        terms.append(last)
+    chosen = pick_start(losses, [t["keypoints"].item() for t in terms])
+    fit, last = fits[chosen], terms[chosen]
     if s.steps_full > 0:
         _, last = _lbfgs(fit, body, "full", s.steps_full, s, weights, targets, report)
     return _finish(body, fit, kp, conf, mask, {k: v.item() for k, v in last.items()}, offsets)

@@ -35,15 +35,13 @@ def arm_starts(rest: BodyParams) -> list[BodyParams]:
 def pick_start(losses: list[float], keypoint_losses: list[float]) -> int:
     """Which start goes on to the full fit, given each start's first-phase weighted loss and keypoint
     term (in :func:`arm_starts` order, the straight start first): the bent start with the lowest loss,
-    when its loss is below the straight start's and it explains the keypoints at least as well; else
-    the straight start.
+    when its loss is below the straight start's and it also fits the keypoints better; else the straight
+    start.
 
     The keypoint condition is there because arms raised forward are also fitted bent: a bent elbow
     holds less rotation than a straight arm lifted 40-70 degrees, so the pose prior and mediapipe's
     depth prefer it while the keypoints fit it worse (decision 4ad)."""
-    if len(losses) == 1:
-        return 0
-    bent = 1 + min(range(len(losses) - 1), key=lambda i: losses[1 + i])
-    if losses[bent] < losses[0] and keypoint_losses[bent] < keypoint_losses[0]:
+    bent = min(range(1, len(losses)), key=losses.__getitem__, default=0)
+    if bent and losses[bent] < losses[0] and keypoint_losses[bent] < keypoint_losses[0]:
         return bent
     return 0
