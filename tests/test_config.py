@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 import pytest
 
 from humanref_cli.configs.base import (
@@ -169,7 +170,36 @@ def test_arm_starts_bend_each_combination_of_arms():
     assert fit_evaluations(FitSettings(steps_keypoints=40, steps_full=100, arm_starts=False)) == 140
 
 
-def test_a_bent_start_goes_on_only_when_it_fits_the_keypoints_better_too():
+def _world_with_forearms(depth: float) -> np.ndarray:
+    """mediapipe-style metric landmarks (x right, y down, z away from the camera) whose forearms point
+    down and towards the camera with unit-direction depth component ``depth``."""
+    world = np.zeros((33, 3))
+    world[[13, 14]] = [[0.2, 0.0, 0.0], [-0.2, 0.0, 0.0]]
+    world[[15, 16]] = world[[13, 14]] + 0.25 * np.array([0.0, np.sqrt(1 - depth**2), -depth])
+    return world
+
+
+def test_both_arms_also_start_forward_when_mediapipe_points_the_forearms_at_the_camera():
+    from humanref_cli.geometry.anny_body import BodyParams
+    from humanref_cli.perception.bodyfit import FitSettings, fit_evaluations
+    from humanref_cli.perception.fit_starts import arm_starts, forearms_forward
+
+    assert forearms_forward(_world_with_forearms(0.8)) and not forearms_forward(_world_with_forearms(0.6))
+    assert not forearms_forward(_world_with_forearms(-0.8))  # pointing away
+    assert not forearms_forward(None)
+    rest = BodyParams(pose={"head": [0.1, 0.0, 0.0]})
+    starts = arm_starts(rest, forward=True)
+    assert len(starts) == 5 and starts[:4] == arm_starts(rest)
+    forward = starts[4].pose  # raised forward (-x) and out, the elbows straight, the rest kept
+    assert forward["upperarm01.L"][0] < -0.5 and forward["upperarm01.R"][0] < -0.5
+    assert forward["upperarm01.L"][1] > 0 > forward["upperarm01.R"][1]
+    assert "lowerarm01.L" not in forward and forward["head"] == [0.1, 0.0, 0.0]
+    settings = FitSettings(steps_keypoints=40, steps_full=100)
+    assert fit_evaluations(settings, _world_with_forearms(0.8)) == 5 * 40 + 100
+    assert fit_evaluations(settings, _world_with_forearms(0.6)) == 4 * 40 + 100
+
+
+def test_another_start_goes_on_only_when_it_fits_the_keypoints_better_too():
     from humanref_cli.perception.fit_starts import pick_start
 
     assert pick_start([0.5], [0.2]) == 0  # a fit from one start (the truth, or arm starts off)
@@ -178,6 +208,8 @@ def test_a_bent_start_goes_on_only_when_it_fits_the_keypoints_better_too():
     assert pick_start([0.85, 0.39, 0.70, 0.60], [0.45, 0.14, 0.30, 0.30]) == 1
     # seed 43 (arms forward): the bent start's loss is lower but it fits the keypoints worse
     assert pick_start([0.637, 0.931, 0.693, 0.607], [0.284, 0.537, 0.455, 0.444]) == 0
-    # the lowest-loss bent start decides, even when another bent start fits the keypoints better
+    # ... and both arms forward goes on: its loss is lower still and it fits the keypoints better
+    assert pick_start([0.637, 0.931, 0.693, 0.607, 0.543], [0.284, 0.537, 0.455, 0.444, 0.270]) == 4
+    # the lowest-loss other start decides, even when another one fits the keypoints better
     assert pick_start([0.60, 0.50, 0.55, 0.45], [0.30, 0.20, 0.25, 0.35]) == 0
     assert pick_start([0.30, 0.50, 0.55, 0.45], [0.30, 0.20, 0.25, 0.10]) == 0  # the straight loss is lowest

@@ -69,14 +69,14 @@ from humanref_cli.perception.depth_calibration import (
 )
 from humanref_cli.perception.elbow_bias import correct_elbows, load_elbow_bias, upper_arm_depths
 from humanref_cli.perception.fit_silhouette import SilhouetteTarget, pixels_to_plane, plane_to_pixels
-from humanref_cli.perception.fit_starts import ARM_STARTS, arm_starts, pick_start
+from humanref_cli.perception.fit_starts import ARM_STARTS, arm_starts, forearms_forward, pick_start
 from humanref_cli.perception.landmark_offsets import detector_landmarks, detector_offsets
 from humanref_cli.perception.shading_cue import PAIR_SEGMENTS, LimbShading, load_shading_calibration
 
 ANNY_ID = "embedded:anny-0.6.2"
 # Names the fit's objective and priors; part of prep's cache key, so a workspace prepped by an earlier
 # fit is fitted again. Change it with any change to the objective (the suffix is the decision's number).
-FIT_ID = "humanref-bodyfit-4ad"
+FIT_ID = "humanref-bodyfit-4ae"
 UNIT = 50.0  # loss units per world unit: 1 = 1% of the crop side
 # Knuckle landmarks map to approximate bones and the face points are tiny: trust them less.
 _LANDMARK_WEIGHT = np.ones(33, np.float32)
@@ -323,7 +323,7 @@ def fit_body(
         starts = [init]
     else:
         rest = _initial_params(body, kp, conf, offsets)
-        starts = arm_starts(rest) if s.arm_starts else [rest]
+        starts = arm_starts(rest, forearms_forward(world)) if s.arm_starts else [rest]
     weights = {
         "keypoints": s.w_kp,
         "pose": s.w_pose,
@@ -357,9 +357,11 @@ def fit_body(
     return _finish(body, fit, kp, conf, mask, {k: v.item() for k, v in last.items()}, offsets)
 
 
-def fit_evaluations(s: FitSettings) -> int:
-    """How many loss evaluations :func:`fit_body` makes from the rest pose (its progress total)."""
-    return s.steps_keypoints * (len(ARM_STARTS) if s.arm_starts else 1) + s.steps_full
+def fit_evaluations(s: FitSettings, world: np.ndarray | None = None) -> int:
+    """How many loss evaluations :func:`fit_body` makes from the rest pose with mediapipe's metric
+    landmarks ``world`` (its progress total)."""
+    starts = len(ARM_STARTS) + forearms_forward(world) if s.arm_starts else 1
+    return s.steps_keypoints * starts + s.steps_full
 
 
 def _lbfgs(fit, body, phase, n, s, weights, targets, report) -> tuple[float, dict[str, torch.Tensor]]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from humanref_cli.geometry.anny_body import BodyParams
 
 # The elbow bent 1.4 rad with the upper arm turned in 0.8 rad and lowered a little from rest: hands in
@@ -19,29 +21,50 @@ _BENT_ARM = {
     "R": {"upperarm01.R": [-0.1, -0.3, 0.8], "lowerarm01.R": [-1.4, 0.0, 0.0]},
 }
 ARM_STARTS = ((), ("L",), ("R",), ("L", "R"))  # which arms start bent
+# Both arms raised forward 0.95 rad and out 0.35 rad, elbows straight: the middle of synth's arms_forward
+# style. From rest the fit lifts such arms about half as far as they are and swings the clavicles forward
+# instead (decision 4ae). Tried only when mediapipe points both forearms at the camera: on other
+# photos the keypoint phase could not tell it apart and took it for strides and hanging arms.
+_FORWARD_ARMS = {"upperarm01.L": [-0.95, 0.35, 0.0], "upperarm01.R": [-0.95, -0.35, 0.0]}
+FOREARMS_FORWARD = 0.7  # mean depth component of mediapipe's forearm directions, about 45 degrees
 
 
-def arm_starts(rest: BodyParams) -> list[BodyParams]:
-    """``rest`` with each combination of its arms bent (:data:`_BENT_ARM`), the straight one first."""
+def forearms_forward(world: np.ndarray | None) -> bool:
+    """Whether mediapipe's metric landmarks ``world (33, 3)`` (x right, y down, z away from the camera)
+    point the forearms at the camera: the mean over both of ``-(w_wrist - w_elbow)_z / |w_wrist - w_elbow|``
+    is at least :data:`FOREARMS_FORWARD`. False without landmarks."""
+    if world is None:
+        return False
+    d = np.asarray(world, np.float64)[[15, 16]] - np.asarray(world, np.float64)[[13, 14]]
+    return float(np.mean(-d[:, 2] / np.linalg.norm(d, axis=1).clip(1e-9))) >= FOREARMS_FORWARD
+
+
+def arm_starts(rest: BodyParams, forward: bool = False) -> list[BodyParams]:
+    """``rest`` with each combination of its arms bent (:data:`_BENT_ARM`), the straight one first, and
+    with ``forward`` one more with both arms raised forward (:data:`_FORWARD_ARMS`)."""
     starts = []
     for bent in ARM_STARTS:
         pose = dict(rest.pose)
         for side in bent:
             pose.update({k: list(v) for k, v in _BENT_ARM[side].items()})
         starts.append(dataclasses.replace(rest, pose=pose))
+    if forward:
+        starts.append(
+            dataclasses.replace(rest, pose={**rest.pose, **{k: list(v) for k, v in _FORWARD_ARMS.items()}})
+        )
     return starts
 
 
 def pick_start(losses: list[float], keypoint_losses: list[float]) -> int:
     """Which start goes on to the full fit, given each start's first-phase weighted loss and keypoint
-    term (in :func:`arm_starts` order, the straight start first): the bent start with the lowest loss,
-    when its loss is below the straight start's and it also fits the keypoints better; else the straight
-    start.
+    term (in :func:`arm_starts` order, the straight start first): of the others (bent or forward), the one
+    with the lowest loss, when its loss is below the straight start's and it also fits the keypoints
+    better; else the straight start.
 
     The keypoint condition is there because arms raised forward are also fitted bent: a bent elbow
     holds less rotation than a straight arm lifted 40-70 degrees, so the pose prior and mediapipe's
     depth prefer it while the keypoints fit it worse (decision 4ad)."""
-    bent = min(range(1, len(losses)), key=losses.__getitem__, default=0)
-    if bent and losses[bent] < losses[0] and keypoint_losses[bent] < keypoint_losses[0]:
-        return bent
+    other = min(range(1, len(losses)), key=losses.__getitem__, default=0)
+    if other and losses[other] < losses[0] and keypoint_losses[other] < keypoint_losses[0]:
+        return other
     return 0

@@ -350,7 +350,7 @@ def _fit_body(photo: Photo, c: Cropped, cfg: PrepConfig, rt, report: Path):
     if cfg.fit_w_shade > 0:
         shading = limb_shading(c.rgb, c.mask, c.keypoints, photo.person.visibility)
         rt.info(f"prep: legs' shading: {describe(shading, load_shading_calibration(detector=photo.pose))}")
-    total = fit_evaluations(settings)
+    total = fit_evaluations(settings, photo.person.world)
     with rt.progress(total, "prep: body fit") as bar:
         body = load_anny(on_first_build=rt.info)
         fit = fit_body(
