@@ -119,8 +119,9 @@ class PrepConfig:
     fit_arm_starts: bool = field(
         default=True,
         metadata={
-            "help": "Body fit: also start each arm from an elbow bent with the forearm across the body, and "
-            "keep the start the keypoints fit best (a straight-armed start does not find bent elbows)."
+            "help": "Body fit: also start from each arm bent across the body and, when mediapipe points the "
+            "forearms at the camera, both arms raised forward; another start goes on when its loss is lower "
+            "and it fits the keypoints better (from rest the fit finds neither pose)."
         },
     )
     fit_min_iou: float = field(

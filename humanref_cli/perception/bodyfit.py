@@ -36,9 +36,10 @@ rotation about the image's horizontal axis (a lean towards or away from the came
 front).
 
 A first phase fits the global transform and the pose to the keypoints alone, from the rest pose and
-(``arm_starts``) from three more starts with one or both arms bent across the body; the bent start with the
-lowest loss goes on to the second phase when its loss is lower and it fits the keypoints better than the
-straight start, else the straight one (:func:`fit_starts.pick_start`). The second phase adds the silhouette
+(``arm_starts``) from three more starts with one or both arms bent across the body, and one with both raised
+forward when mediapipe points the forearms at the camera; the other start with the lowest loss goes on to
+the second phase when its loss is lower and it fits the keypoints better than the straight start, else the
+straight one (:func:`fit_starts.pick_start`). The second phase adds the silhouette
 and frees the phenotype. Both run L-BFGS with a strong-Wolfe line search; a step count is a budget of
 loss evaluations.
 """

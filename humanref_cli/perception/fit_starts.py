@@ -1,9 +1,11 @@
-"""Where the body fit starts its arms (:mod:`bodyfit`): the rest pose, and each arm bent across the body.
+"""Where the body fit starts its arms (:mod:`bodyfit`): the rest pose, each arm bent across the body and,
+when mediapipe points the forearms at the camera, both arms raised forward; and which start goes on.
 
 L-BFGS from straight arms does not find a bent elbow whose forearm points at the camera: bending a
 straight arm at rest first moves the hand outwards in the photo, and the keypoints pull it across the body
 only once the upper arm has turned in, so the fit stays near straight and swings the arm forward instead
-(docs/decisions.md 4ac). Rotations are axis-angle in anny's ``local-ref`` axes, as ``synth/pose.py``.
+(docs/decisions.md 4ac). Nor does it lift an arm held forward all the way (4ae). Rotations are
+axis-angle in anny's ``local-ref`` axes, as ``synth/pose.py``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ def forearms_forward(world: np.ndarray | None) -> bool:
     is at least :data:`FOREARMS_FORWARD`. False without landmarks."""
     if world is None:
         return False
-    d = np.asarray(world, np.float64)[[15, 16]] - np.asarray(world, np.float64)[[13, 14]]
+    w = np.asarray(world, np.float64)
+    d = w[[15, 16]] - w[[13, 14]]  # elbow -> wrist
     return float(np.mean(-d[:, 2] / np.linalg.norm(d, axis=1).clip(1e-9))) >= FOREARMS_FORWARD
 
 
