@@ -45,17 +45,11 @@ def forearms_forward(world: np.ndarray | None) -> bool:
 def arm_starts(rest: BodyParams, forward: bool = False) -> list[BodyParams]:
     """``rest`` with each combination of its arms bent (:data:`_BENT_ARM`), the straight one first, and
     with ``forward`` one more with both arms raised forward (:data:`_FORWARD_ARMS`)."""
-    starts = []
-    for bent in ARM_STARTS:
-        pose = dict(rest.pose)
-        for side in bent:
-            pose.update({k: list(v) for k, v in _BENT_ARM[side].items()})
-        starts.append(dataclasses.replace(rest, pose=pose))
-    if forward:
-        starts.append(
-            dataclasses.replace(rest, pose={**rest.pose, **{k: list(v) for k, v in _FORWARD_ARMS.items()}})
-        )
-    return starts
+    bones = [{k: v for side in bent for k, v in _BENT_ARM[side].items()} for bent in ARM_STARTS]
+    bones += [_FORWARD_ARMS] if forward else []
+    return [
+        dataclasses.replace(rest, pose={**rest.pose, **{k: list(v) for k, v in bs.items()}}) for bs in bones
+    ]
 
 
 def pick_start(losses: list[float], keypoint_losses: list[float]) -> int:
