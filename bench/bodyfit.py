@@ -167,6 +167,7 @@ def main() -> None:
     ap.add_argument("--models-dir", type=Path, default=None, help="pulled models for new preps (pose_heavy)")
     ap.add_argument("--compare", type=Path, default=None, help="a baseline run's JSON: paired differences")
     ap.add_argument("--pose", default=None, help="a pose style for new subjects (humanref synth --pose)")
+    ap.add_argument("--light", default="front", help="new subjects lit from (synth --light)")
     a = ap.parse_args()
 
     import torch
@@ -194,7 +195,7 @@ def main() -> None:
     for seed in a.seeds:
         subject = a.work / f"s{seed}"
         if not (subject / "ws" / "prep" / "body.ply").exists():
-            make_subject(subject, seed=seed, body=body, pose=a.pose)
+            make_subject(subject, seed=seed, body=body, pose=a.pose, light=a.light)
             run_prep(
                 Workspace(subject / "ws"),
                 subject / "image.png",
@@ -225,6 +226,7 @@ def main() -> None:
         "settings": {
             "set": a.sets,
             "pose": a.pose,
+            "light": a.light,
             "fit_seed": a.fit_seed,
             "threads": torch.get_num_threads(),
             "pose_models": sorted({r["pose_model"] for r in rows}),

@@ -74,6 +74,10 @@ def synth(
             "or elbows_bent (never drawn at random).",
         ),
     ] = None,
+    light: Annotated[
+        str,
+        typer.Option("--light", help="Where the photo is lit from: front, left or right (a side light)."),
+    ] = "front",
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -83,16 +87,18 @@ def synth(
     Example: humanref synth out/s3 --seed 3 && humanref prep out/s3/image.png ws3/
     """
     from humanref_cli.synth.pose import STYLES
-    from humanref_cli.synth.subject import make_subject
+    from humanref_cli.synth.subject import LIGHTS, make_subject
 
     if pose is not None and pose not in STYLES:
         raise UsageError(f"unknown pose style {pose!r}", hint=f"use one of {', '.join(STYLES)}")
+    if light not in LIGHTS:
+        raise UsageError(f"unknown light {light!r}", hint=f"use one of {', '.join(LIGHTS)}")
 
     def notice(message: str) -> None:
         if not quiet:
             typer.echo(f"synth: {message}", err=True)
 
-    result = make_subject(out, seed=seed, res=res, on_first_build=notice, pose=pose)
+    result = make_subject(out, seed=seed, res=res, on_first_build=notice, pose=pose, light=light)
     emit(result, as_json, print_paths)
 
 

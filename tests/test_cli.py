@@ -176,3 +176,9 @@ def test_auto_preset_follows_the_device_asked_for(monkeypatch, tmp_path):
     opts = pipeline.PipelineOptions(photo=tmp_path / "photo.png", until="coarse")
     pipeline.run_pipeline(Workspace(tmp_path / "ws"), opts, Runtime(device_name="cpu", quiet=True))
     assert seen["coarse command"].steps == cpu and seen["coarse"].steps == cpu
+
+
+def test_synth_refuses_an_unknown_light(tmp_path):
+    result = runner.invoke(app, ["synth", str(tmp_path / "s"), "--light", "above"])
+    assert result.exit_code == 2 and "unknown light 'above'" in result.stderr
+    assert not (tmp_path / "s").exists()

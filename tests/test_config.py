@@ -208,8 +208,24 @@ def test_another_start_goes_on_only_when_it_fits_the_keypoints_better_too():
     assert pick_start([0.85, 0.39, 0.70, 0.60], [0.45, 0.14, 0.30, 0.30]) == 1
     # seed 43 (arms forward): the bent start's loss is lower but it fits the keypoints worse
     assert pick_start([0.637, 0.931, 0.693, 0.607], [0.284, 0.537, 0.455, 0.444]) == 0
-    # ... and both arms forward goes on: its loss is lower still and it fits the keypoints better
-    assert pick_start([0.637, 0.931, 0.693, 0.607, 0.543], [0.284, 0.537, 0.455, 0.444, 0.270]) == 4
-    # the lowest-loss other start decides, even when another one fits the keypoints better
+    # ... and both arms forward goes on: its loss is lower still
+    assert pick_start([0.637, 0.931, 0.693, 0.607, 0.543], [0.284, 0.537, 0.455, 0.444, 0.270], True) == 4
+    # the lowest-loss bent start decides, even when another one fits the keypoints better
     assert pick_start([0.60, 0.50, 0.55, 0.45], [0.30, 0.20, 0.25, 0.35]) == 0
     assert pick_start([0.30, 0.50, 0.55, 0.45], [0.30, 0.20, 0.25, 0.10]) == 0  # the straight loss is lowest
+
+
+def test_the_forward_start_goes_on_when_its_loss_is_lower_than_the_chosen_ones():
+    from humanref_cli.perception.fit_starts import pick_start
+
+    # unseen seed 101 (arms forward): forward's loss is lower, its keypoints a little worse -> forward
+    rest_and_bent = [0.320, 0.581, 0.480, 0.540]
+    kp = [0.181, 0.282, 0.238, 0.305]
+    assert pick_start([*rest_and_bent, 0.306], [*kp, 0.195], forward=True) == 4
+    # its loss is higher than the straight start's -> straight
+    assert pick_start([*rest_and_bent, 0.330], [*kp, 0.150], forward=True) == 0
+    # compared with the bent start that goes on, not with the straight one
+    assert pick_start([0.60, 0.40, 0.70, 0.80, 0.45], [0.30, 0.20, 0.30, 0.30, 0.10], forward=True) == 1
+    assert pick_start([0.60, 0.40, 0.70, 0.80, 0.35], [0.30, 0.20, 0.30, 0.30, 0.40], forward=True) == 4
+    # without the forward start the last one is a bent start, held to the keypoint condition
+    assert pick_start([0.60, 0.40, 0.70, 0.35], [0.30, 0.20, 0.30, 0.40]) == 0

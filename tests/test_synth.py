@@ -195,3 +195,22 @@ def test_a_forced_style_keeps_the_outfit_unless_the_seed_walks():
         sample_body(forced_rng, "elbows_bent")
         same = sample_outfit(drawn_rng).to_dict() == sample_outfit(forced_rng).to_dict()
         assert same == (style != "walking"), (seed, style)
+
+
+def test_a_side_light_brightens_the_side_it_comes_from_and_nothing_else(subjects, body, tmp_path):
+    root, _ = subjects
+    make_subject(tmp_path / "left", 3, RES, body=body, light="left")
+    front, left = (read_png(d / "image.png").astype(float).mean(-1) for d in (root / "a", tmp_path / "left"))
+    mask = read_png(root / "a" / "gt/mask.png") > 0
+    cols = np.nonzero(mask.any(0))[0]
+    mid = (cols.min() + cols.max()) // 2
+    # the camera's left is the image's left: lit from there, that half brightens more than the other
+    gain = [
+        left[:, sl][mask[:, sl]].mean() - front[:, sl][mask[:, sl]].mean()
+        for sl in (slice(0, mid), slice(mid, RES))
+    ]
+    assert gain[0] > gain[1] + 5
+    assert _json(tmp_path / "left" / "gt/camera.json")["light"] == "left"
+    assert _json(root / "a" / "gt/camera.json")["light"] == "front"
+    for same in ("gt/mask.png", "gt/mesh.ply", "gt/views/az_090.png"):
+        assert (tmp_path / "left" / same).read_bytes() == (root / "a" / same).read_bytes()

@@ -120,8 +120,9 @@ class PrepConfig:
         default=True,
         metadata={
             "help": "Body fit: also start from each arm bent across the body and, when mediapipe points the "
-            "forearms at the camera, both arms raised forward; another start goes on when its loss is lower "
-            "and it fits the keypoints better (from rest the fit finds neither pose)."
+            "forearms at the camera, both arms raised forward; a bent start goes on when its loss is lower "
+            "and it fits the keypoints better, the forward one when its loss is lower (from rest the fit "
+            "finds neither pose)."
         },
     )
     fit_min_iou: float = field(

@@ -37,11 +37,11 @@ front).
 
 A first phase fits the global transform and the pose to the keypoints alone, from the rest pose and
 (``arm_starts``) from three more starts with one or both arms bent across the body, and one with both raised
-forward when mediapipe points the forearms at the camera; the other start with the lowest loss goes on to
+forward when mediapipe points the forearms at the camera; the bent start with the lowest loss goes on to
 the second phase when its loss is lower and it fits the keypoints better than the straight start, else the
-straight one (:func:`fit_starts.pick_start`). The second phase adds the silhouette
-and frees the phenotype. Both run L-BFGS with a strong-Wolfe line search; a step count is a budget of
-loss evaluations.
+straight one, and the forward start instead when its loss is lower still (:func:`fit_starts.pick_start`).
+The second phase adds the silhouette and frees the phenotype. Both run L-BFGS with a strong-Wolfe line
+search; a step count is a budget of loss evaluations.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ from humanref_cli.perception.shading_cue import PAIR_SEGMENTS, LimbShading, load
 ANNY_ID = "embedded:anny-0.6.2"
 # Names the fit's objective and priors; part of prep's cache key, so a workspace prepped by an earlier
 # fit is fitted again. Change it with any change to the objective (the suffix is the decision's number).
-FIT_ID = "humanref-bodyfit-4ae"
+FIT_ID = "humanref-bodyfit-4af"
 UNIT = 50.0  # loss units per world unit: 1 = 1% of the crop side
 # Knuckle landmarks map to approximate bones and the face points are tiny: trust them less.
 _LANDMARK_WEIGHT = np.ones(33, np.float32)
@@ -320,11 +320,12 @@ def fit_body(
     kp, conf, sil, world_t, offsets, depth_cal, shading = _fit_targets(
         body, keypoints_px, visibility, mask, s, world, limb_shading
     )
+    forward = init is None and s.arm_starts and forearms_forward(world)
     if init is not None:
         starts = [init]
     else:
         rest = _initial_params(body, kp, conf, offsets)
-        starts = arm_starts(rest, forearms_forward(world)) if s.arm_starts else [rest]
+        starts = arm_starts(rest, forward) if s.arm_starts else [rest]
     weights = {
         "keypoints": s.w_kp,
         "pose": s.w_pose,
@@ -351,7 +352,7 @@ def fit_body(
         fits.append(fit)
         losses.append(loss)
         terms.append(last)
-    chosen = pick_start(losses, [t["keypoints"].item() for t in terms])
+    chosen = pick_start(losses, [t["keypoints"].item() for t in terms], forward)
     fit, last = fits[chosen], terms[chosen]
     if s.steps_full > 0:
         _, last = _lbfgs(fit, body, "full", s.steps_full, s, weights, targets, report)

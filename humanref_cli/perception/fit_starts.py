@@ -52,16 +52,23 @@ def arm_starts(rest: BodyParams, forward: bool = False) -> list[BodyParams]:
     ]
 
 
-def pick_start(losses: list[float], keypoint_losses: list[float]) -> int:
+def pick_start(losses: list[float], keypoint_losses: list[float], forward: bool = False) -> int:
     """Which start goes on to the full fit, given each start's first-phase weighted loss and keypoint
-    term (in :func:`arm_starts` order, the straight start first): of the others (bent or forward), the one
-    with the lowest loss, when its loss is below the straight start's and it also fits the keypoints
-    better; else the straight start.
+    term (in :func:`arm_starts` order: the straight start first, the forward one last when ``forward``).
+    Of the bent starts, the one with the lowest loss, when its loss is below the straight start's and it
+    also fits the keypoints better; else the straight start. Then the forward start instead, when its
+    loss is below that one's.
 
     The keypoint condition is there because arms raised forward are also fitted bent: a bent elbow
     holds less rotation than a straight arm lifted 40-70 degrees, so the pose prior and mediapipe's
-    depth prefer it while the keypoints fit it worse (decision 4ad)."""
-    other = min(range(1, len(losses)), key=losses.__getitem__, default=0)
+    depth prefer it while the keypoints fit it worse (decision 4ad). The forward start does not need it:
+    it is offered only when mediapipe points both forearms at the camera, and there the straight start
+    fits the keypoints as well by lifting the arm half as far and swinging the clavicles (4af)."""
+    n_bent = len(losses) - 1 - forward
+    other = min(range(1, 1 + n_bent), key=losses.__getitem__, default=0)
+    chosen = 0
     if other and losses[other] < losses[0] and keypoint_losses[other] < keypoint_losses[0]:
-        return other
-    return 0
+        chosen = other
+    if forward and losses[-1] < losses[chosen]:
+        return len(losses) - 1
+    return chosen

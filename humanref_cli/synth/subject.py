@@ -11,7 +11,7 @@
                          is the front one
     gt/parsing.png       uint8 labels 0 background, 1 head, 2 upper, 3 lower, 4 feet
     gt/keypoints.json    MediaPipe-33 landmarks: pixel u, v, visibility, world xyz
-    gt/camera.json       camera, anny->world transform, body parameters, outfit, height in metres
+    gt/camera.json       camera, anny->world transform, body parameters, outfit, light, height in metres
     gt/views/az_XXX.png  RGBA renders every 45° of azimuth
 
 Everything derives from ``numpy.random.Generator(seed)``; the GL renders are bit-stable on one
@@ -44,6 +44,10 @@ BACKGROUNDS = ((0.94, 0.94, 0.92), (0.90, 0.92, 0.95), (0.95, 0.92, 0.88), (0.92
 CAMERA = {"azimuth": 0.0, "elevation": 0.0, "distance": 1.0, "radius": 1.0}
 VIEW_AZIMUTHS = tuple(range(0, 360, 45))
 SUPERSAMPLE = 2
+# Where the photo's one light comes from, as (right, up, towards the camera) in the camera's axes; None is
+# the renderer's default (from the camera, a little above and to its left). ``left``/``right`` light the
+# person from 45 degrees to the camera's left/right and a little above, as a window beside them does.
+LIGHTS = {"front": None, "left": (-0.7, 0.3, 0.65), "right": (0.7, 0.3, 0.65)}
 MEDIAPIPE_NAMES = (
     "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye", "right_eye_outer",
     "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder", "right_shoulder", "left_elbow",
@@ -108,14 +112,18 @@ def make_subject(
     body: AnnyBody | None = None,
     on_first_build: Callable[[str], None] | None = None,
     pose: str | None = None,
+    light: str = "front",
 ) -> dict:
     """Write a synthetic subject under ``out_dir`` (layout in the module docstring) and return a summary.
     ``pose`` forces a pose style (``synth.pose``); the seed still decides the rest (the same phenotype
     as without it, and the same outfit and background unless the seed's own style is ``walking``).
+    ``light`` names where the photo is lit from (:data:`LIGHTS`); the ground-truth views keep the default.
 
     ``body`` reuses an already loaded anny (``load_anny()``); by default one is built (~1-3 s, or ~3
     minutes the very first time, which ``on_first_build`` is told about).
     """
+    if light not in LIGHTS:
+        raise ValueError(f"unknown light {light!r}: one of {', '.join(LIGHTS)}")
     out_dir = Path(out_dir)
     rng = np.random.Generator(np.random.PCG64(seed))
     body = body if body is not None else load_anny(on_first_build=on_first_build)
@@ -134,10 +142,11 @@ def make_subject(
     albedo = vertex_albedo(materials, rest, outfit)
     parsing_faces = face_parsing(materials, faces)
     c2w = camera_to_world(CAMERA["azimuth"], CAMERA["elevation"], CAMERA["distance"])
+    light_dir = None if LIGHTS[light] is None else c2w[:3, :3].double().numpy() @ np.asarray(LIGHTS[light])
     gt = out_dir / "gt"
 
     with MeshRasterizer(res, res) as exact, MeshRasterizer(res, res, supersample=SUPERSAMPLE) as smooth:
-        rgb, alpha = smooth.shaded(verts, faces, albedo, c2w, background=background)
+        rgb, alpha = smooth.shaded(verts, faces, albedo, c2w, background=background, light_dir=light_dir)
         premult = rgb - (1.0 - alpha[..., None]) * np.asarray(background, np.float32)
         straight = np.where(alpha[..., None] > 0, premult / np.maximum(alpha[..., None], 1e-6), 0.0)
         write_png(out_dir / "image.png", _to_u8(rgb))
@@ -170,6 +179,7 @@ def make_subject(
         "anny_to_world": {"rotate_z_deg": 90.0, "scale": params.scale, "translation": params.translation},
         "body": params.to_dict(),
         "pose_style": style,
+        "light": light,
         "outfit": outfit.to_dict(),
         "height_m": height,
         "seed": seed,
